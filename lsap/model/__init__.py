@@ -1,0 +1,25 @@
+"""StyleGAN2 generator with style-space access, and its checkpoint formats."""
+
+from lsap.model.checkpoints import (
+    CheckpointError,
+    generator_from_checkpoint,
+    generator_from_state_dict,
+    load_generator,
+    read_checkpoint,
+    save_generator,
+)
+from lsap.model.generator import Generator, StyleLayer, channels_for
+from lsap.model.safe_pickle import UnsafeCheckpointError
+
+__all__ = [
+    "CheckpointError",
+    "Generator",
+    "StyleLayer",
+    "UnsafeCheckpointError",
+    "channels_for",
+    "generator_from_checkpoint",
+    "generator_from_state_dict",
+    "load_generator",
+    "read_checkpoint",
+    "save_generator",
+]
