@@ -10,10 +10,12 @@ from lsap.model.checkpoints import (
 )
 from lsap.model.generator import Generator, StyleLayer, channels_for
 from lsap.model.safe_pickle import UnsafeCheckpointError
+from lsap.model.source import GeneratorSource
 
 __all__ = [
     "CheckpointError",
     "Generator",
+    "GeneratorSource",
     "StyleLayer",
     "UnsafeCheckpointError",
     "channels_for",

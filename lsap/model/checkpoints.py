@@ -165,7 +165,7 @@ def generator_from_state_dict(
     if "synthesis_network.const" in sd:
         raise CheckpointError("this is an lsap state dict without its architecture; save it with save_generator()")
     raise CheckpointError(
-        f"state dict is neither a rosinality nor an NVlabs StyleGAN2 generator (first keys: {list(sd)[:6]})"
+        f"not a recognised StyleGAN2 generator state dict: neither rosinality nor NVlabs keys (first keys: {list(sd)[:6]})"
     )
 
 

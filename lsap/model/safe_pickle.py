@@ -102,7 +102,10 @@ def _numpy_global(module: str, name: str) -> Any | None:
         return numpy.dtype
     if name == "ndarray":
         return numpy.ndarray
-    from numpy.core import multiarray  # noqa: PLC0415 (numpy 1.x and 2.x both provide it)
+    try:
+        from numpy._core import multiarray  # numpy >= 2
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core import multiarray
 
     return getattr(multiarray, name)
 

@@ -1,0 +1,49 @@
+"""Where a generator comes from, as a config value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+from lsap.model.checkpoints import load_generator
+from lsap.model.generator import Generator
+
+
+@dataclass
+class GeneratorSource:
+    """A generator named in a config: a checkpoint file, or (with ``checkpoint`` unset) a
+    randomly initialised one built from ``seed`` and the architecture fields.
+
+    Random generators make the offline demo and tests possible: the same seed and
+    architecture always give the same weights, so a model and a synthetic data set that
+    name the same source share one generator.
+    """
+
+    checkpoint: Optional[str] = None
+    seed: int = 0
+    resolution: int = 64
+    z_dim: int = 512
+    w_dim: int = 512
+    mapping_layers: int = 8
+    channel_base: int = 32768
+    channel_max: int = 512
+    noise_strength: float = 0.1
+    w_avg_samples: int = 10_000
+
+    def build(self) -> Generator:
+        """The generator, in eval mode with frozen weights, on the CPU."""
+        if self.checkpoint:
+            return load_generator(self.checkpoint)
+        fork = torch.random.fork_rng(devices=[])
+        with fork:
+            torch.manual_seed(self.seed)
+            g = Generator(resolution=self.resolution, z_dim=self.z_dim, w_dim=self.w_dim,
+                          mapping_layers=self.mapping_layers, channel_base=self.channel_base,
+                          channel_max=self.channel_max)
+            with torch.no_grad():
+                for conv in g.synthesis_network.convs:
+                    conv.noise_strength.fill_(self.noise_strength)
+                g.mapping_network.w_avg.copy_(g.mean_latent(self.w_avg_samples, seed=self.seed))
+        return g.eval().requires_grad_(False)

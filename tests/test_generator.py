@@ -1,0 +1,130 @@
+"""Generator properties: style space, Proposition 1, code spaces, noise."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lsap.model import Generator
+
+from conftest import small_source
+
+
+@pytest.fixture
+def g() -> Generator:
+    return small_source(resolution=32).build().double()
+
+
+def test_proposition_1_demodulated_style_scale_leaves_image_unchanged(g):
+    ws = torch.randn(2, g.num_ws, g.w_dim, dtype=torch.float64) + g.w_avg
+    styles = g.styles(ws)
+    base = g.synthesis_from_styles(styles)
+    for i, layer in enumerate(g.style_layers):
+        scaled = [s * (3.7 if j == i else 1.0) for j, s in enumerate(styles)]
+        img = g.synthesis_from_styles(scaled)
+        diff = (img - base).abs().max().item()
+        if layer.demodulated:
+            # Exact up to the 1e-8 epsilon inside the demodulation rsqrt.
+            assert diff < 1e-6, f"{layer.name}: {diff}"
+        else:  # toRGB is not demodulated: its scale shows in the image
+            assert diff > 1e-2, f"{layer.name}: {diff}"
+
+
+def test_synthesis_equals_synthesis_from_styles(g):
+    ws = torch.randn(3, g.num_ws, g.w_dim, dtype=torch.float64)
+    torch.testing.assert_close(g.synthesis(ws), g.synthesis_from_styles(g.styles(ws)), rtol=0, atol=0)
+
+
+def test_w_equals_w_plus_with_the_same_w_repeated(g):
+    w = torch.randn(2, g.w_dim, dtype=torch.float64)
+    torch.testing.assert_close(g.synthesis(w), g.synthesis(w[:, None].repeat(1, g.num_ws, 1)))
+
+
+def test_psi_zero_gives_the_w_avg_image(g):
+    z = torch.randn(2, g.z_dim, dtype=torch.float64)
+    img = g(z, truncation_psi=0.0)
+    avg = g.synthesis(g.w_avg[None].expand(2, -1))
+    torch.testing.assert_close(img, avg)
+    # A cutoff truncates only the first entries: the result is W+.
+    ws = g.mapping(z, truncation_psi=0.0, truncation_cutoff=2)
+    assert ws.shape == (2, g.num_ws, g.w_dim)
+    torch.testing.assert_close(ws[:, :2], g.w_avg.expand(2, 2, -1))
+    torch.testing.assert_close(ws[:, 2:], g.mapping(z)[:, None].expand(-1, g.num_ws - 2, -1))
+
+
+def test_noise_modes(g):
+    ws = torch.randn(2, g.w_dim, dtype=torch.float64)
+    torch.testing.assert_close(g.synthesis(ws, noise_mode="const"), g.synthesis(ws, noise_mode="const"))
+    assert not torch.allclose(g.synthesis(ws, noise_mode="random"), g.synthesis(ws, noise_mode="random"))
+    assert not torch.allclose(g.synthesis(ws, noise_mode="none"), g.synthesis(ws, noise_mode="const"))
+    # Explicit maps equal to the stored ones reproduce const mode.
+    torch.testing.assert_close(g.synthesis(ws, noise=g.const_noise()), g.synthesis(ws, noise_mode="const"))
+    with pytest.raises(ValueError, match="noise_mode"):
+        g.synthesis(ws, noise_mode="bogus")
+
+
+def test_full_and_lsap_style_space_of_config_f_1024():
+    with torch.device("meta"):
+        g = Generator(resolution=1024)
+    assert g.num_ws == 18
+    assert len(g.style_layers) == 26
+    assert sum(layer.channels for layer in g.style_layers) == 9088
+    lsap = [g.style_layers[i] for i in g.lsap_style_indices]
+    assert len(lsap) == 18
+    assert sum(layer.channels for layer in lsap) == 6080
+    assert [layer.w_index for layer in lsap] == list(range(18))
+    assert lsap[-1].kind == "torgb" and all(layer.kind == "conv" for layer in lsap[:-1])
+
+
+@pytest.mark.parametrize("resolution,num_ws", [(16, 6), (256, 14), (512, 16)])
+def test_num_ws_per_resolution(resolution, num_ws):
+    with torch.device("meta"):
+        g = Generator(resolution=resolution)
+    assert g.num_ws == num_ws
+    assert len(g.lsap_style_indices) == num_ws
+
+
+def test_lsap_styles_are_the_selected_full_styles(g):
+    ws = torch.randn(2, g.num_ws, g.w_dim, dtype=torch.float64)
+    full = g.styles(ws)
+    for s, i in zip(g.lsap_styles(ws), g.lsap_style_indices):
+        torch.testing.assert_close(s, full[i])
+
+
+def test_image_shape_and_gradient_to_codes():
+    g = small_source(resolution=32).build()
+    ws = torch.randn(2, g.num_ws, g.w_dim, requires_grad=True)
+    img = g.synthesis(ws)
+    assert img.shape == (2, 3, 32, 32)
+    img.square().mean().backward()
+    assert ws.grad is not None and ws.grad.abs().sum() > 0
+    assert all(ws.grad[:, i].abs().sum() > 0 for i in range(g.num_ws)), "every W+ entry must reach the image"
+
+
+def test_shape_errors_name_num_ws_and_resolution():
+    g = small_source(resolution=32).build()
+    with pytest.raises(ValueError, match=r"32px generator \(num_ws=8\)"):
+        g.synthesis(torch.zeros(1, 18, 512))
+    with pytest.raises(ValueError, match=r"z must have shape \[B, 512\]"):
+        g.mapping(torch.zeros(1, 256))
+    with pytest.raises(ValueError, match="power of two"):
+        Generator(resolution=100)
+
+
+def test_w_stats_are_seeded():
+    g = small_source(resolution=16).build()
+    m1, s1 = g.w_stats(500, seed=3)
+    m2, s2 = g.w_stats(500, seed=3, batch_size=77)
+    torch.testing.assert_close(m1, m2)
+    torch.testing.assert_close(s1, s2)
+    m3, _ = g.w_stats(500, seed=4)
+    assert not torch.allclose(m1, m3)
+    assert s1 > 0
+
+
+def test_generator_source_is_deterministic():
+    a, b = small_source(seed=5).build(), small_source(seed=5).build()
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+    c = small_source(seed=6).build()
+    assert not torch.equal(a.synthesis_network.const, c.synthesis_network.const)
