@@ -1,0 +1,139 @@
+"""Pixel reconstruction loss and the box/mask helpers shared by the image losses.
+
+A *box* restricts a loss to a fixed rectangle of the image (for example the content area of
+padded 512x384 car images). A *mask* is a per-pixel weight map given at call time. Both can be
+combined: the box crops images and mask, then the mask weights what is left.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["Box", "L2Loss", "apply_box", "check_image_pair", "prepare_mask", "reduce_per_sample"]
+
+# (top, bottom, left, right): rows top:bottom and columns left:right, half-open like slices.
+Box = tuple[int, int, int, int]
+
+Reduction = Literal["mean", "none"]
+
+
+def check_image_pair(pred: Tensor, target: Tensor) -> None:
+    """Raise a ValueError unless both inputs are image batches [B, C, H, W] of equal shape."""
+    if pred.ndim != 4:
+        raise ValueError(f"expected images of shape [B, C, H, W], got pred of shape {tuple(pred.shape)}")
+    if pred.shape != target.shape:
+        raise ValueError(
+            f"pred and target must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}"
+        )
+
+
+def validate_box(box: Box | None) -> Box | None:
+    """Check a box's internal consistency (its fit to an image is checked at call time)."""
+    if box is None:
+        return None
+    if len(box) != 4:
+        raise ValueError(f"box must be (top, bottom, left, right), got {box!r}")
+    top, bottom, left, right = (int(v) for v in box)
+    if not (0 <= top < bottom and 0 <= left < right):
+        raise ValueError(
+            "box (top, bottom, left, right) must satisfy 0 <= top < bottom and 0 <= left < right, "
+            f"got {box!r}"
+        )
+    return (top, bottom, left, right)
+
+
+def apply_box(images: Tensor, box: Box | None) -> Tensor:
+    """Crop the last two dimensions of ``images`` to ``box``; ``None`` returns the input."""
+    if box is None:
+        return images
+    top, bottom, left, right = box
+    height, width = images.shape[-2:]
+    if bottom > height or right > width:
+        raise ValueError(
+            f"box (top, bottom, left, right)={box} does not fit images of size {height}x{width}"
+        )
+    return images[..., top:bottom, left:right]
+
+
+def prepare_mask(mask: Tensor | None, images: Tensor, box: Box | None) -> Tensor | None:
+    """Bring a mask to shape [B or 1, 1, h, w] matching ``images`` (already cropped to ``box``).
+
+    Accepted mask shapes, all at the *uncropped* image size: [H, W], [1 or B, H, W] and
+    [1 or B, 1, H, W]. Values are non-negative weights (typically 0/1).
+    """
+    if mask is None:
+        return None
+    if mask.ndim == 2:
+        mask = mask[None, None]
+    elif mask.ndim == 3:
+        mask = mask[:, None]
+    elif mask.ndim != 4 or mask.shape[1] != 1:
+        raise ValueError(
+            f"expected mask of shape [H, W], [B, H, W] or [B, 1, H, W], got {tuple(mask.shape)}"
+        )
+    mask = apply_box(mask, box)
+    batch = images.shape[0]
+    if mask.shape[0] not in (1, batch) or mask.shape[-2:] != images.shape[-2:]:
+        raise ValueError(
+            f"mask of shape {tuple(mask.shape)} (after the box crop) does not match images of shape "
+            f"{tuple(images.shape)}: expected [1 or {batch}, 1, {images.shape[-2]}, {images.shape[-1]}]"
+        )
+    return mask.to(dtype=images.dtype)
+
+
+def masked_spatial_mean(values: Tensor, mask: Tensor | None) -> Tensor:
+    """Per-sample mean of ``values`` [B, C, h, w] over C, h, w, weighted by ``mask``.
+
+    The mask is resized to ``values``' resolution by area averaging, so it can come at image
+    resolution while ``values`` lives on a coarser feature grid.
+    """
+    if mask is None:
+        return values.mean(dim=(1, 2, 3))
+    if mask.shape[-2:] != values.shape[-2:]:
+        mask = F.adaptive_avg_pool2d(mask, values.shape[-2:])
+    weights = mask.expand(values.shape[0], 1, *values.shape[-2:])
+    weighted_sum = (values * weights).sum(dim=(1, 2, 3))
+    # An all-zero mask yields a loss of 0 for that sample rather than a division by zero.
+    total_weight = (weights.sum(dim=(1, 2, 3)) * values.shape[1]).clamp_min(torch.finfo(values.dtype).tiny)
+    return weighted_sum / total_weight
+
+
+def reduce_per_sample(values: Tensor, reduction: Reduction) -> Tensor:
+    """Apply ``reduction`` to a vector of per-sample values of shape [B]."""
+    if reduction == "mean":
+        return values.mean()
+    if reduction == "none":
+        return values
+    raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+
+
+class L2Loss(nn.Module):
+    """Mean squared error between two image batches.
+
+    Args:
+        reduction: ``"mean"`` returns a scalar (mean over the batch of the per-sample MSE);
+            ``"none"`` returns the per-sample MSE, shape [B].
+        box: optional (top, bottom, left, right) pixel rectangle the loss is restricted to,
+            e.g. ``(32, 224, 0, 256)`` for the content rows of 256x256 padded car images.
+    """
+
+    def __init__(self, reduction: Reduction = "mean", box: Box | None = None) -> None:
+        super().__init__()
+        reduce_per_sample(torch.zeros(1), reduction)  # validates the value early
+        self.reduction: Reduction = reduction
+        self.box = validate_box(box)
+
+    def forward(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Return the (masked) MSE; ``mask`` is a per-pixel weight map, see :func:`prepare_mask`."""
+        check_image_pair(pred, target)
+        pred, target = apply_box(pred, self.box), apply_box(target, self.box)
+        weights = prepare_mask(mask, pred, self.box)
+        per_sample = masked_spatial_mean((pred - target).square(), weights)
+        return reduce_per_sample(per_sample, self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}, box={self.box}"

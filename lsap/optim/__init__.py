@@ -1,0 +1,5 @@
+"""Optimisers."""
+
+from lsap.optim.ranger import Lookahead, Ranger
+
+__all__ = ["Lookahead", "Ranger"]
