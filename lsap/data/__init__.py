@@ -1,0 +1,35 @@
+"""Data: image folders per domain preset, and samples drawn from a generator."""
+
+from lsap.data.datamodule import ImageDataModule, SyntheticDataModule, SyntheticDataset
+from lsap.data.images import (
+    IMAGE_EXTENSIONS,
+    ContentBox,
+    DomainPreset,
+    ImageFolderDataset,
+    PresetName,
+    SkippedImagesWarning,
+    VerifyMode,
+    check_image_file,
+    derive_seed,
+    load_rgb,
+    scan_image_files,
+    to_rgb8,
+)
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ContentBox",
+    "DomainPreset",
+    "ImageDataModule",
+    "ImageFolderDataset",
+    "PresetName",
+    "SkippedImagesWarning",
+    "SyntheticDataModule",
+    "SyntheticDataset",
+    "VerifyMode",
+    "check_image_file",
+    "derive_seed",
+    "load_rgb",
+    "scan_image_files",
+    "to_rgb8",
+]

@@ -1,0 +1,303 @@
+"""LSAP_E: encoder-based embedding trained with the NSCD alignment loss.
+
+One training step: encode the batch to W+ offsets, add ``latent_avg``, synthesise with
+the frozen generator, pool the output to ``loss_resolution`` and minimise
+
+    l2_weight·L2 + lpips_weight·LPIPS + id_weight·ID (faces) + moco_weight·MoCo (other domains)
+    + delta_weight·Σ_i ||w_i - w_0||₂ + nscd_weight·L_NSCD(active layers)
+
+The deltas are unlocked progressively as in e4e: entries ``1..stage`` get a delta, with
+``stage = 0`` before ``progressive_start`` and one more entry every ``progressive_every``
+steps after it. The stage is a function of the global step and is also saved in the
+checkpoint, so a resumed run continues at the right stage.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from torch import Tensor, nn
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+from lsap.losses import DeltaRegularizer, L2Loss, LPIPSLoss, MoCoLoss
+from lsap.losses.identity import IDLoss
+from lsap.losses.nscd import NSCDLoss
+from lsap.metrics import NSCD, compute_anchors
+from lsap.metrics.nscd import nscd_distances
+from lsap.model import GeneratorSource
+from lsap.optim import Ranger
+from lsap.visualize import image_grid, log_image_grid, save_image_grid
+
+
+def progressive_stage(step: int, num_ws: int, start: int, every: int) -> int:
+    """Number of W+ entries after w0 that receive a delta at ``step`` (e4e schedule)."""
+    if step < start:
+        return 0
+    return min(1 + (step - start) // max(every, 1), num_ws - 1)
+
+
+class LSAP_E(LightningModule):  # noqa: N801 - the method's name in the paper
+    """Train an encoder (e4e by default) to embed images into a frozen generator's W+.
+
+    Args:
+        generator: the frozen StyleGAN2 generator (checkpoint path, or a seeded random one).
+        encoder: image -> W+ offsets network, e.g. ``lsap.encoders.Encoder4Editing``; its
+            ``num_ws`` must match the generator's.
+        encoder_checkpoint: optional published e4e / pSp / LSAP file to start from.
+        lpips: LPIPS loss (needs its backbone weights file); None leaves it out.
+        identity: ID loss for faces (ArcFace / facenet weights file); None leaves it out.
+        moco: MoCo feature loss for non-face domains; None leaves it out.
+        l2_weight, lpips_weight, id_weight, moco_weight, delta_weight, nscd_weight: loss
+            weights; defaults are the official LSAP_E configuration.
+        loss_resolution: the generator output is average-pooled to this size (256
+            officially) and the targets resized to it.
+        progressive_start, progressive_every: the progressive schedule in steps.
+        lr, betas: Ranger settings (official: 1e-4, (0.95, 0.999)).
+        anchor_samples, anchor_seed, anchor_cache_dir: S^N anchor settings (see
+            ``lsap.metrics.compute_anchors``).
+        image_log_every: log an input | reconstruction grid every this many steps (0: never).
+        num_logged_images: images in that grid.
+    """
+
+    def __init__(
+        self,
+        generator: GeneratorSource,
+        encoder: nn.Module,
+        encoder_checkpoint: Optional[str] = None,
+        lpips: Optional[LPIPSLoss] = None,
+        identity: Optional[IDLoss] = None,
+        moco: Optional[MoCoLoss] = None,
+        l2_weight: float = 1.0,
+        lpips_weight: float = 0.8,
+        id_weight: float = 0.1,
+        moco_weight: float = 0.5,
+        delta_weight: float = 2e-4,
+        nscd_weight: float = 0.5,
+        loss_resolution: int = 256,
+        progressive_start: int = 20_000,
+        progressive_every: int = 100,
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.95, 0.999),
+        anchor_samples: int = 100_000,
+        anchor_seed: int = 0,
+        anchor_cache_dir: Optional[str] = None,
+        image_log_every: int = 1000,
+        num_logged_images: int = 8,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["encoder", "lpips", "identity", "moco"])
+        self.generator = generator.build()
+        self.encoder = encoder
+        num_ws = getattr(encoder, "num_ws", None)
+        if num_ws != self.generator.num_ws:
+            raise ValueError(
+                f"encoder predicts num_ws={num_ws} W+ entries but the {self.generator.resolution}px generator has "
+                f"num_ws={self.generator.num_ws}: set model.init_args.encoder.init_args.num_ws: {self.generator.num_ws}"
+            )
+        self.register_buffer("latent_avg", self.generator.w_avg.detach().clone())
+        if encoder_checkpoint:
+            self._load_published_encoder(encoder_checkpoint)
+
+        self.l2 = L2Loss()
+        self.lpips = lpips
+        self.identity = identity
+        self.moco = moco
+        self.delta = DeltaRegularizer()
+        for frozen in (self.generator, self.lpips, self.identity, self.moco):
+            if frozen is not None:
+                frozen.eval().requires_grad_(False)
+        self.loss_weights = dict(l2=l2_weight, lpips=lpips_weight, id=id_weight, moco=moco_weight,
+                                 delta=delta_weight, nscd=nscd_weight)
+
+        # Anchors depend only on the generator: computed once (cached on disk), identical on
+        # every rank, and never stored in checkpoints.
+        self.anchors = compute_anchors(self.generator, num_samples=anchor_samples, seed=anchor_seed,
+                                       cache_dir=anchor_cache_dir)
+        self.nscd_loss = NSCDLoss(generator=self.generator, anchors=self.anchors)
+        self.val_metrics = self._eval_metrics("val/")
+        self.test_metrics = self._eval_metrics("test/")
+        self._logged_batch: dict[str, Tensor] | None = None
+
+    # ---------------------------------------------------------------------------------
+    def _eval_metrics(self, prefix: str) -> MetricCollection:
+        metrics: dict[str, Any] = {
+            "mse": MeanMetric(), "psnr": PeakSignalNoiseRatio(data_range=(-1.0, 1.0)),
+            "ssim": StructuralSimilarityIndexMeasure(data_range=(-1.0, 1.0)),
+            "nscd": NSCD(generator=self.generator, anchors=self.anchors),
+        }
+        if self.lpips is not None:
+            metrics["lpips"] = MeanMetric()
+        if self.identity is not None:
+            metrics["id_similarity"] = MeanMetric()
+        return MetricCollection(metrics, prefix=prefix)
+
+    def _load_published_encoder(self, path: str) -> None:
+        from lsap.encoders import load_encoder_checkpoint
+
+        loaded = load_encoder_checkpoint(path)
+        missing, unexpected = self.encoder.load_state_dict(loaded.encoder.state_dict(), strict=False)
+        if missing or unexpected:
+            raise ValueError(f"encoder checkpoint '{path}' does not fit the configured encoder: missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]} — configure the encoder as the file's architecture")
+        if loaded.latent_avg is not None:
+            self.latent_avg.copy_(loaded.latent_avg.reshape(-1, self.generator.w_dim)[0])
+
+    @property
+    def stage(self) -> int:
+        return progressive_stage(self.global_step, self.generator.num_ws, self.hparams.progressive_start,
+                                 self.hparams.progressive_every)
+
+    def encode(self, images: Tensor) -> Tensor:
+        """Images -> W+ codes ``[B, num_ws, w_dim]`` (latent_avg included)."""
+        return self.encoder(images) + self.latent_avg
+
+    def decode(self, ws: Tensor) -> Tensor:
+        return self.generator.synthesis(ws, noise_mode="const")
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        ws = self.encode(images)
+        return ws, self.decode(ws)
+
+    def _pool(self, images: Tensor) -> Tensor:
+        size = self.hparams.loss_resolution
+        if images.shape[-1] == size:
+            return images
+        if images.shape[-1] > size and images.shape[-1] % size == 0:
+            return F.adaptive_avg_pool2d(images, size)
+        return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+    def _losses(self, batch: dict[str, Tensor], ws: Tensor, recon: Tensor, active: int) -> dict[str, Tensor]:
+        target, pred = self._pool(batch["image"]), self._pool(recon)
+        mask = batch.get("mask")
+        if mask is not None:
+            mask = F.interpolate(mask.float(), size=pred.shape[-2:], mode="nearest")
+        w = self.loss_weights
+        losses = {"l2": self.l2(pred, target, mask)}
+        if self.lpips is not None and w["lpips"]:
+            losses["lpips"] = self.lpips(pred, target, mask)
+        if self.identity is not None and w["id"]:
+            losses["id"] = self.identity(pred, target)
+        if self.moco is not None and w["moco"]:
+            losses["moco"] = self.moco(pred, target)
+        if w["delta"]:
+            losses["delta"] = self.delta(ws, active=active)
+        if w["nscd"]:
+            losses["nscd"] = self.nscd_loss(ws, active_layers=active)
+        losses["total"] = sum(w[name] * value for name, value in losses.items())
+        return losses
+
+    # ---------------------------------------------------------------------------------
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if hasattr(self.encoder, "progressive_stage"):
+            self.encoder.progressive_stage = self.stage
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        stage = self.stage
+        ws, recon = self(batch["image"])
+        losses = self._losses(batch, ws, recon, active=stage + 1)
+        batch_size = batch["image"].shape[0]
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=batch_size,
+                      prog_bar=False, sync_dist=False)
+        self.log("train/loss", losses["total"].detach(), prog_bar=True, batch_size=batch_size)
+        self.log("train/stage", float(stage), batch_size=batch_size)
+        every = self.hparams.image_log_every
+        if every and self.global_step % every == 0:
+            self._log_grid("train/reconstructions", batch["image"], recon)
+        return losses["total"]
+
+    def _evaluate(self, batch: dict[str, Tensor], metrics: MetricCollection) -> None:
+        ws, recon = self(batch["image"])
+        pred, target = self._pool(recon).clamp(-1, 1), self._pool(batch["image"])
+        metrics["mse"].update((pred - target).square().flatten(1).mean(1))
+        metrics["psnr"].update(pred, target)
+        metrics["ssim"].update(pred, target)
+        metrics["nscd"].update(ws)
+        if "lpips" in metrics:
+            metrics["lpips"].update(self.lpips_per_sample(pred, target))
+        if "id_similarity" in metrics:
+            metrics["id_similarity"].update(self.identity.loss_and_similarity(pred, target)[1])
+        if self._logged_batch is None:
+            n = self.hparams.num_logged_images
+            self._logged_batch = {"image": batch["image"][:n].detach(), "recon": recon[:n].detach()}
+
+    def lpips_per_sample(self, pred: Tensor, target: Tensor) -> Tensor:
+        reduction, self.lpips.reduction = self.lpips.reduction, "none"
+        try:
+            return self.lpips(pred, target)
+        finally:
+            self.lpips.reduction = reduction
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metrics)
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.test_metrics)
+
+    def _log_metrics(self, metrics: MetricCollection) -> None:
+        values = metrics.compute()
+        self.log_dict(values, sync_dist=False)  # torchmetrics already reduced across ranks
+        metrics.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics(self.val_metrics)
+        if self._logged_batch is not None:
+            self._log_grid("val/reconstructions", self._logged_batch["image"], self._logged_batch["recon"])
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics(self.test_metrics)
+
+    def on_validation_epoch_start(self) -> None:
+        self._logged_batch = None
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        """Encoder inversion, in the format ``lsap.callbacks.InversionWriter`` writes."""
+        ws, recon = self(batch["image"])
+        pred, target = self._pool(recon), self._pool(batch["image"])
+        losses = {"mse": (pred - target).square().flatten(1).mean(1)}
+        if self.lpips is not None:
+            losses["lpips"] = self.lpips_per_sample(pred, target)
+        per_image = nscd_distances(self.nscd_loss.affines(ws), self.nscd_loss.anchor_tensors).mean(1)
+        return {"path": batch.get("path"), "index": batch.get("index"), "ws": ws.detach(),
+                "image": recon.detach().clamp(-1, 1), "losses": losses, "nscd": per_image.float()}
+
+    # ---------------------------------------------------------------------------------
+    def _log_grid(self, tag: str, inputs: Tensor, recon: Tensor) -> None:
+        if self.trainer is None or not self.trainer.is_global_zero:
+            return
+        n = self.hparams.num_logged_images
+        grid = image_grid([inputs[:n], recon[:n]])
+        for logger in self.loggers:
+            log_image_grid(logger, tag, grid, self.global_step)
+
+    def on_fit_end(self) -> None:
+        """Write a PNG of inputs | reconstructions next to the checkpoints."""
+        if not self.trainer.is_global_zero or self._logged_batch is None:
+            return
+        ckpt = self.trainer.checkpoint_callback
+        folder = Path(ckpt.dirpath) if ckpt is not None and ckpt.dirpath else Path(self.trainer.default_root_dir)
+        save_image_grid(image_grid([self._logged_batch["image"], self._logged_batch["recon"]]),
+                        folder / "reconstructions.png")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return Ranger(self.encoder.parameters(), lr=self.hparams.lr, betas=tuple(self.hparams.betas))
+
+    # The frozen generator comes from its config source; checkpoints carry the encoder only.
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
+                                    if not k.startswith(("generator.", "lpips.", "identity.", "moco."))}
+        checkpoint["lsap_progressive_stage"] = self.stage
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        own = self.state_dict()
+        for key, value in own.items():
+            if key.startswith(("generator.", "lpips.", "identity.", "moco.")):
+                checkpoint["state_dict"].setdefault(key, value)
+        stage = checkpoint.get("lsap_progressive_stage")
+        if stage is not None and hasattr(self.encoder, "progressive_stage"):
+            self.encoder.progressive_stage = int(stage)
