@@ -17,6 +17,7 @@ import lpips as lpips_package
 import torch
 from torch import Tensor, nn
 
+from lsap.io import load_weights_file
 from lsap.losses.reconstruction import (
     Box,
     Reduction,
@@ -154,7 +155,7 @@ class LPIPSLoss(nn.Module):
                 f"'lpips' PyPI package as lpips/weights/v0.1/{net}.pth."
             )
         linear_state = _unwrap_state_dict(
-            torch.load(linear_path, map_location="cpu", weights_only=True), linear_path
+            load_weights_file(linear_path, f"LPIPS {net} linear-layer weights"), linear_path
         )
         self.model.lins.load_state_dict(
             {key.removeprefix("lin"): value for key, value in linear_state.items()}, strict=True
@@ -162,7 +163,7 @@ class LPIPSLoss(nn.Module):
 
         if backbone_weights is not None:
             path = Path(backbone_weights)
-            state = _unwrap_state_dict(torch.load(path, map_location="cpu", weights_only=True), path)
+            state = _unwrap_state_dict(load_weights_file(path, f"torchvision {net} ImageNet weights ({file_name})"), path)
             self.model.net.load_state_dict(torchvision_features_to_lpips(state, self.model.net), strict=True)
 
         self.model.requires_grad_(False)

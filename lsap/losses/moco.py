@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models import resnet50
+
+from lsap.io import load_weights_file
 
 from lsap.losses.reconstruction import (
     Box,
@@ -92,13 +93,9 @@ class MoCoLoss(nn.Module):
         self.imagenet_normalize = imagenet_normalize
         self.box = validate_box(box)
 
-        path = Path(weights)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"MoCo weights not found: {weights!r}. Expected the MoCo-v2 ResNet-50 checkpoint "
-                f"{_MOCO_FILE}, usually published by {_MOCO_SOURCE}."
-            )
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = load_weights_file(
+            weights, f"MoCo-v2 ResNet-50 checkpoint {_MOCO_FILE} (published by {_MOCO_SOURCE})"
+        )
         if not isinstance(checkpoint, Mapping) or "state_dict" not in checkpoint:
             raise ValueError(f"{weights} is not a MoCo checkpoint: expected a dict with a 'state_dict' entry")
 

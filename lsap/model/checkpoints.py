@@ -24,15 +24,12 @@ from typing import Any, Mapping
 
 import torch
 
+from lsap.io import CheckpointError, load_weights_file, missing_file_error
 from lsap.model.generator import Generator
 from lsap.model.safe_pickle import PersistentObject, UnsafeCheckpointError, safe_load_pickle
 
 FORMAT_NAME = "lsap.generator"
 FORMAT_VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, damaged, or not what was expected."""
 
 
 # ----------------------------------------------------------------------------------------
@@ -46,7 +43,7 @@ def read_checkpoint(path: str | Path, what: str = "checkpoint") -> Any:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: '{path}' (no such file)")
+        raise missing_file_error(path, what)
     if path.stat().st_size == 0:
         raise CheckpointError(f"{what} '{path}' is empty (0 bytes)")
     if path.suffix == ".safetensors":
@@ -60,22 +57,12 @@ def read_checkpoint(path: str | Path, what: str = "checkpoint") -> Any:
 
 def _torch_load(path: Path, what: str) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        culprit = re.search(r"GLOBAL ([\w.]+)", str(e))
-        name = culprit.group(1) if culprit else "an object that is not a tensor or plain container"
-        raise UnsafeCheckpointError(
-            f"refusing to load {what} '{path}': it needs '{name}', which would run code when loaded. "
-            "lsap loads only weights (torch.load weights_only=True)"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        if not zipfile.is_zipfile(path):
-            # Not a torch zip archive: perhaps a plain pickle with a .pt name.
-            try:
-                return _read_pickle(path, what)
-            except CheckpointError:
-                pass
-        raise CheckpointError(f"cannot read {what} '{path}': the file is truncated or not a PyTorch file ({e})") from None
+        return load_weights_file(path, what)
+    except CheckpointError:
+        if zipfile.is_zipfile(path):
+            raise
+        # Not a torch zip archive: perhaps a plain pickle with a .pt name.
+        return _read_pickle(path, what)
 
 
 def _read_pickle(path: Path, what: str) -> Any:

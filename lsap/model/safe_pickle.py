@@ -19,9 +19,7 @@ from typing import Any, BinaryIO
 
 import torch
 
-
-class UnsafeCheckpointError(pickle.UnpicklingError):
-    """The file needs a Python object that could run code to be loaded."""
+from lsap.io import UnsafeCheckpointError
 
 
 class AttrDict(dict):

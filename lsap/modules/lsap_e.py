@@ -14,7 +14,6 @@ checkpoint, so a resumed run continues at the right stage.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Optional
 

@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import math
 import os
-import pickle
 import re
-import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from lsap.io import UnsafeCheckpointError, load_weights_file
 
 __all__ = [
     "ARCFACE_INPUT_SIZE",
@@ -69,71 +68,8 @@ ARCFACE_WEIGHTS_DESCRIPTION = (
 # --------------------------------------------------------------------------------------
 # Weight-file helpers (shared by every loader in lsap.nets / lsap.encoders / lsap.losses)
 # --------------------------------------------------------------------------------------
-class UnsafeCheckpointError(RuntimeError):
-    """The file can only be unpickled by importing or running code it names."""
-
-
 class WeightsMismatchError(ValueError):
     """A weights file does not contain what the network expects."""
-
-
-def load_weights_file(
-    path: str | os.PathLike[str],
-    description: str,
-    extra_safe_globals: Sequence[Any] = (),
-) -> Any:
-    """Read a ``torch.save`` file without executing any code from it.
-
-    Args:
-        path: file to read.
-        description: what the file should be, used in every error message.
-        extra_safe_globals: plain data classes (e.g. ``argparse.Namespace``) that may be
-            rebuilt from their saved attributes; nothing else is ever imported.
-
-    Raises:
-        FileNotFoundError: the file does not exist (message names path and content).
-        UnsafeCheckpointError: the pickle needs code (a class/function) to be rebuilt.
-        ValueError: the file is not a readable PyTorch file.
-    """
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise FileNotFoundError(
-            f"Missing {description}: no file at '{file}'. Download it yourself and pass its "
-            "path; nothing is ever downloaded automatically."
-        )
-    try:
-        if extra_safe_globals:
-            with torch.serialization.safe_globals(list(extra_safe_globals)):
-                return torch.load(file, map_location="cpu", weights_only=True)
-        return torch.load(file, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        global_name = re.search(r"GLOBAL ([\w.]+)", str(error))
-        if global_name:
-            raise UnsafeCheckpointError(
-                f"Refusing to load '{file}' (expected {description}): rebuilding it would "
-                f"import and run '{global_name.group(1)}'. Only files made of tensors and "
-                "plain containers (dict/list/str/number) are accepted; re-save the tensors "
-                "with torch.save(state_dict) in a trusted environment."
-            ) from None
-        raise UnsafeCheckpointError(
-            f"Refusing to load '{file}' (expected {description}): it is not a plain "
-            "torch.save file of tensors and containers (a raw pickle, a pickle that needs "
-            f"code to rebuild, or a damaged file; unpickler said: {_unpickler_reason(error)})."
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
-        raise ValueError(
-            f"Cannot read '{file}' as a PyTorch file (expected {description}): {error}"
-        ) from None
-
-
-def _unpickler_reason(error: Exception) -> str:
-    """The informative paragraph of torch's weights-only error (it is mostly boilerplate)."""
-    paragraphs = [p.strip() for p in str(error).split("\n\n") if p.strip()]
-    informative = [
-        p for p in paragraphs if not p.startswith(("Weights only load failed", "Check the documentation"))
-    ]
-    reason = (informative[-1] if informative else paragraphs[-1] if paragraphs else "unknown error")
-    return " ".join(reason.split())[:300]
 
 
 def strip_module_prefix(state_dict: Mapping[str, Any]) -> dict[str, Any]:

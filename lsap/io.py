@@ -1,0 +1,87 @@
+"""Reading weight files without executing code from them.
+
+Every loader in lsap goes through :func:`load_weights_file` (``torch.save`` files) or
+:mod:`lsap.model.safe_pickle` (NVlabs pickles), so the rules and the error messages are
+the same everywhere: a missing file names itself and what it should be, a file that would
+need code execution is refused naming the global it asks for, and a damaged file says so.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import zipfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """The file can only be unpickled by importing or running code it names."""
+
+
+class CheckpointError(ValueError):
+    """A weights file is damaged, or not what was expected."""
+
+
+def missing_file_error(path: str | os.PathLike[str], description: str) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"{description} not found: '{path}' (no such file). Download it yourself and pass its path; "
+        "lsap never downloads anything."
+    )
+
+
+def load_weights_file(
+    path: str | os.PathLike[str],
+    description: str,
+    extra_safe_globals: Sequence[Any] = (),
+) -> Any:
+    """Read a ``torch.save`` file with ``weights_only=True``.
+
+    Args:
+        path: file to read.
+        description: what the file should be, used in every error message.
+        extra_safe_globals: plain data classes (e.g. ``argparse.Namespace``) that may be
+            rebuilt from their saved attributes; nothing else is ever imported.
+
+    Raises:
+        FileNotFoundError: the file does not exist (the message names path and content).
+        UnsafeCheckpointError: the pickle needs code (a class or function) to be rebuilt.
+        CheckpointError: the file is empty, truncated or not a PyTorch file.
+    """
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise missing_file_error(file, description)
+    if file.stat().st_size == 0:
+        raise CheckpointError(f"{description} '{file}' is empty (0 bytes)")
+    try:
+        if extra_safe_globals:
+            with torch.serialization.safe_globals(list(extra_safe_globals)):
+                return torch.load(file, map_location="cpu", weights_only=True)
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        global_name = re.search(r"GLOBAL ([\w.]+)", str(error))
+        if global_name:
+            raise UnsafeCheckpointError(
+                f"refusing to load {description} '{file}': rebuilding it would import and run "
+                f"'{global_name.group(1)}'. Only files of tensors and plain containers are accepted; re-save the "
+                "tensors with torch.save(state_dict) in a trusted environment."
+            ) from None
+        raise UnsafeCheckpointError(
+            f"refusing to load {description} '{file}': it is not a plain torch.save file of tensors and containers "
+            f"(unpickler said: {_unpickler_reason(error)})"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
+        raise CheckpointError(
+            f"cannot read {description} '{file}': the file is truncated or not a PyTorch file ({error})"
+        ) from None
+
+
+def _unpickler_reason(error: Exception) -> str:
+    """The informative paragraph of torch's weights-only error (it is mostly boilerplate)."""
+    paragraphs = [p.strip() for p in str(error).split("\n\n") if p.strip()]
+    informative = [p for p in paragraphs if not p.startswith(("Weights only load failed", "Check the documentation"))]
+    reason = informative[-1] if informative else paragraphs[-1] if paragraphs else "unknown error"
+    return " ".join(reason.split())[:300]
