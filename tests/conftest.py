@@ -34,3 +34,15 @@ def fixtures_dir() -> Path:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Anchor caches and other lsap caches go to a temporary folder, never the user's."""
+    old = os.environ.get("LSAP_CACHE_DIR")
+    os.environ["LSAP_CACHE_DIR"] = str(tmp_path_factory.mktemp("lsap-cache"))
+    yield
+    if old is None:
+        os.environ.pop("LSAP_CACHE_DIR", None)
+    else:
+        os.environ["LSAP_CACHE_DIR"] = old

@@ -1,0 +1,149 @@
+"""NSCD loss: pulls codes towards the generator's synthetic distribution in S^N.
+
+Official form (the LSAP paper's):
+
+    L = sum_{l active} ( - mean_batch <s_l / ||s_l||, mu_l> )
+
+summed over layers without weights. Since mu_l is not unit length this equals
+``- sum_l ||mu_l|| cos(s_l, mu_l)``: the cosine distance with each layer scaled by how
+concentrated the synthetic distribution is on it. ``form="cosine"`` gives the plain
+``sum_l mean_batch (1 - cos(s_l, mu_l))`` instead. Both need only the style affines, never
+the synthesis network.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from lsap.losses.reconstruction import Reduction, reduce_per_sample
+from lsap.metrics.anchors import DEFAULT_BATCH_SIZE, DEFAULT_NUM_SAMPLES, Anchors, LayerSelection
+from lsap.metrics.nscd import StyleAffines, check_styles, module_device, resolve_anchors, style_cosines
+from lsap.model.generator import StyleLayer
+
+__all__ = ["NSCDForm", "NSCDLoss", "unit_style_dots"]
+
+NSCDForm = Literal["official", "cosine"]
+
+
+def unit_style_dots(styles: Sequence[Tensor], anchors: Sequence[Tensor], dtype: torch.dtype) -> Tensor:
+    """<s_l / ||s_l||, mu_l> per image and layer, shape ``[B, L]``, computed in ``dtype``."""
+    eps = torch.finfo(dtype).tiny
+    columns = []
+    for style, anchor in zip(styles, anchors):
+        style = style.to(dtype)
+        unit = style / style.norm(dim=1, keepdim=True).clamp_min(eps)
+        columns.append(unit @ anchor.to(device=style.device, dtype=dtype))
+    return torch.stack(columns, dim=1)
+
+
+class NSCDLoss(nn.Module):
+    """NSCD loss for encoder training (LSAP_E) and per-image optimisation (LSAP_O).
+
+    Args:
+        generator: the generator the codes belong to: needed to take W / W+ codes, and to
+            compute (or read from the cache) the anchors when ``anchors`` is not given. Only a
+            frozen snapshot of its style affines is kept, as non-persistent buffers, so a
+            module owning both the generator and this loss stores the generator once. The
+            loss starts on the generator's device and follows ``.to()`` afterwards.
+        anchors: precomputed :class:`~lsap.metrics.Anchors`; with anchors only, the loss
+            takes style vectors.
+        form: ``"official"`` (``-sum_l mean_batch <s_hat_l, mu_l>``) or ``"cosine"``
+            (``sum_l mean_batch (1 - cos(s_l, mu_l))``).
+        reduction: ``"mean"`` over the batch, or ``"none"`` for one value per sample
+            (``[B]``; each sample's value depends on that sample only, as LSAP_O needs).
+        layers: ``"lsap"`` (one layer per W+ entry, the paper's S space) or ``"full"``.
+        num_samples, seed, cache_dir, batch_size: anchor settings, see
+            :func:`~lsap.metrics.compute_anchors` (ignored when ``anchors`` is given).
+
+    Anchors (and the affine snapshot) are **non-persistent** buffers: they follow
+    ``.to(device)`` but are not written into checkpoints, because they are a deterministic
+    function of the generator and the anchor settings (and cached on disk); a checkpoint
+    therefore never carries stale anchors. Anchors are stored in float32 and the affines in
+    the generator's dtype; the loss is computed in the wider of the input dtype and float32.
+
+    Under DDP the buffers are identical on every rank (the anchors are deterministic) and
+    are part of what ``broadcast_buffers`` sends (about 12 MB of affines at 1024 px).
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module | None = None,
+        anchors: Anchors | None = None,
+        form: NSCDForm = "official",
+        reduction: Reduction = "mean",
+        layers: LayerSelection = "lsap",
+        num_samples: int = DEFAULT_NUM_SAMPLES,
+        seed: int = 0,
+        cache_dir: str | os.PathLike[str] | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        super().__init__()
+        if form not in ("official", "cosine"):
+            raise ValueError(f"form must be 'official' or 'cosine', got {form!r}")
+        reduce_per_sample(torch.zeros(1), reduction)  # validates the value early
+        anchors = resolve_anchors(generator, anchors, num_samples, seed, cache_dir, batch_size, "NSCDLoss")
+        indices = anchors.indices(layers)
+        self.form: NSCDForm = form
+        self.reduction: Reduction = reduction
+        self.layer_selection: LayerSelection = layers
+        self.layers: tuple[StyleLayer, ...] = anchors.layers_for(layers)
+        self.num_ws, self.w_dim = anchors.num_ws, anchors.w_dim
+        for k, anchor in enumerate(anchors.select(layers)):
+            self.register_buffer(f"anchor_{k}", anchor.detach().to(torch.float32).clone(), persistent=False)
+        self.affines = StyleAffines(generator, indices) if generator is not None else None
+        if generator is not None:
+            self.to(module_device(generator))
+
+    @property
+    def anchor_tensors(self) -> list[Tensor]:
+        """The anchors mu_l of the selected layers (buffers)."""
+        return [getattr(self, f"anchor_{k}") for k in range(len(self.layers))]
+
+    def active_mask(self, active_layers: int | None) -> list[bool]:
+        """Which selected layers count: those fed by W+ entries ``0 .. active_layers - 1``.
+
+        For ``layers="lsap"`` that is the first ``active_layers`` layers (e4e progressive
+        stage ``s`` means ``active_layers = s + 1``); ``None`` means all.
+        """
+        if active_layers is None:
+            return [True] * len(self.layers)
+        if isinstance(active_layers, bool) or not isinstance(active_layers, int):
+            raise TypeError(f"active_layers must be an int or None, got {type(active_layers).__name__}")
+        if not 1 <= active_layers <= self.num_ws:
+            raise ValueError(f"active_layers must be between 1 and num_ws={self.num_ws}, got {active_layers}")
+        return [layer.w_index < active_layers for layer in self.layers]
+
+    def forward(self, inputs: Tensor | Sequence[Tensor], active_layers: int | None = None) -> Tensor:
+        """Loss of W ``[B, w_dim]`` / W+ ``[B, num_ws, w_dim]`` codes (needs the generator) or
+        of a list of per-layer styles ``[B, channels_l]`` (the selected layers, in order).
+
+        Returns a scalar (``reduction="mean"``) or ``[B]`` (``"none"``).
+        """
+        mask = self.active_mask(active_layers)
+        if isinstance(inputs, Tensor):
+            if self.affines is None:
+                raise ValueError(
+                    "NSCDLoss was built from anchors only, so it cannot turn codes into styles: build it with "
+                    "NSCDLoss(generator=G, ...) or pass style vectors (e.g. G.lsap_styles(ws))"
+                )
+            dtype = torch.promote_types(inputs.dtype, torch.float32)
+            # Inactive layers are not even computed, so their codes get no gradient.
+            active_styles = self.affines(inputs, dtype=dtype, active=mask)
+        else:
+            check_styles(inputs, self.layers)
+            active_styles = [s for s, on in zip(inputs, mask) if on]
+            dtype = torch.promote_types(inputs[0].dtype, torch.float32)
+        active_anchors = [a for a, on in zip(self.anchor_tensors, mask) if on]
+        if self.form == "official":
+            per_sample = -unit_style_dots(active_styles, active_anchors, dtype).sum(dim=1)
+        else:
+            per_sample = (1 - style_cosines(active_styles, active_anchors, dtype)).sum(dim=1)
+        return reduce_per_sample(per_sample, self.reduction)
+
+    def extra_repr(self) -> str:
+        return (f"form={self.form!r}, reduction={self.reduction!r}, layers={self.layer_selection!r} "
+                f"({len(self.layers)}), num_ws={self.num_ws}")

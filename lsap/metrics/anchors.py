@@ -1,0 +1,400 @@
+"""Anchors of the normalised style space S^N.
+
+For every style layer l of a generator, the anchor is
+
+    mu_l = (1 / M) * sum_i  s_l(w_i) / ||s_l(w_i)||,      w_i = mapping(z_i),  z_i ~ N(0, I),
+
+the mean of the unit-normalised style vectors of M synthetic samples, where every sample
+feeds the same w (no truncation) to every layer. ``mu_l`` is deliberately *not*
+renormalised: ``||mu_l|| <= 1`` measures how concentrated the synthetic distribution is on
+that layer, and the NSCD loss's official form is scaled by it.
+
+Anchors depend only on the generator, ``num_samples`` and ``seed``. They are computed once
+per checkpoint and cached on disk under a key made of a hash of the generator (architecture
+and every state-dict tensor) and those two settings, so a changed generator never reuses a
+stale file.
+
+Reproducibility: z is drawn on the CPU from a ``torch.Generator`` seeded with ``seed``, in
+fixed blocks of :data:`Z_BLOCK` samples, and only then moved to the generator's device, so
+neither the device nor ``batch_size`` changes which z are used; unit vectors are summed in
+float64. Results from different devices or batch sizes agree to float32 rounding of the
+generator's own forward pass.
+
+Distributed training: :func:`compute_anchors` uses no collective operations. Every rank
+computes (or reads from the cache) the same deterministic anchors, so it is safe to call it
+on any subset of ranks and before the process group exists (for example in a
+LightningModule's ``__init__``). Ranks sharing a cache directory may write the same file
+at the same time; writes are atomic (temporary file + rename), so a reader sees either no
+file or a complete one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Literal, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from lsap.model.generator import StyleLayer
+
+__all__ = [
+    "ANCHORS_FORMAT",
+    "ANCHORS_FORMAT_VERSION",
+    "Anchors",
+    "LayerSelection",
+    "Z_BLOCK",
+    "anchors_cache_path",
+    "compute_anchors",
+    "default_cache_dir",
+    "generator_fingerprint",
+]
+
+log = logging.getLogger(__name__)
+
+ANCHORS_FORMAT = "lsap.anchors"
+# Bump when the definition of the anchors or the sampling procedure changes: the version is
+# part of the cache key, so old files are then ignored rather than reused.
+ANCHORS_FORMAT_VERSION = 1
+# z is drawn in blocks of this many samples, whatever the batch size, because torch's CPU
+# normal sampler does not give the same numbers for one large draw as for several small ones.
+Z_BLOCK = 1024
+DEFAULT_NUM_SAMPLES = 100_000
+DEFAULT_BATCH_SIZE = 4096
+
+LayerSelection = Literal["lsap", "full"]
+"""Which style layers to use: ``"lsap"`` (one per W+ entry, in W+ order: every styled conv
+and the last toRGB) or ``"full"`` (the full StyleSpace: every styled conv and every toRGB,
+in execution order)."""
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: tensors have no single truth value
+class Anchors:
+    """The S^N anchors mu_l of one generator, for every layer of its full style space.
+
+    Attributes:
+        full: one anchor per layer of the full S space, in ``generator.style_layers``
+            order; shape ``[channels]`` each (float64 unless converted with :meth:`to`).
+        layers: metadata of those layers (name, kind, W+ index, channels, ...).
+        lsap_indices: indices into ``full`` / ``layers`` of LSAP's S space, one per W+
+            entry in W+ order (``generator.lsap_style_indices``).
+        num_ws: number of W+ entries of the generator.
+        w_dim: dimension of w.
+        num_samples: M, the number of synthetic samples averaged.
+        seed: seed of the z draws.
+        generator_hash: :func:`generator_fingerprint` of the generator they belong to.
+    """
+
+    full: list[Tensor]
+    layers: tuple[StyleLayer, ...]
+    lsap_indices: tuple[int, ...]
+    num_ws: int
+    w_dim: int
+    num_samples: int
+    seed: int
+    generator_hash: str
+
+    def __post_init__(self) -> None:
+        if len(self.full) != len(self.layers):
+            raise ValueError(f"expected one anchor per style layer ({len(self.layers)}), got {len(self.full)}")
+        for anchor, layer in zip(self.full, self.layers):
+            if anchor.shape != (layer.channels,):
+                raise ValueError(
+                    f"anchor of layer {layer.name} must have shape [{layer.channels}], got {tuple(anchor.shape)}"
+                )
+        if len(self.lsap_indices) != self.num_ws:
+            raise ValueError(
+                f"expected one LSAP layer per W+ entry ({self.num_ws}), got {len(self.lsap_indices)} indices"
+            )
+        if any(not 0 <= i < len(self.layers) for i in self.lsap_indices):
+            raise ValueError(f"lsap_indices {list(self.lsap_indices)} out of range for {len(self.layers)} layers")
+
+    # ----- selections ------------------------------------------------------------------
+    @property
+    def lsap(self) -> list[Tensor]:
+        """Anchors of LSAP's S space: one per W+ entry, in W+ order."""
+        return [self.full[i] for i in self.lsap_indices]
+
+    @property
+    def lsap_layers(self) -> tuple[StyleLayer, ...]:
+        """Metadata of LSAP's S-space layers, in W+ order."""
+        return tuple(self.layers[i] for i in self.lsap_indices)
+
+    def indices(self, layers: LayerSelection = "lsap") -> tuple[int, ...]:
+        """Indices into the full S space of a layer selection."""
+        if layers == "lsap":
+            return self.lsap_indices
+        if layers == "full":
+            return tuple(range(len(self.layers)))
+        raise ValueError(f"layers must be 'lsap' or 'full', got {layers!r}")
+
+    def select(self, layers: LayerSelection = "lsap") -> list[Tensor]:
+        """The anchors of a layer selection, in that selection's order."""
+        return [self.full[i] for i in self.indices(layers)]
+
+    def layers_for(self, layers: LayerSelection = "lsap") -> tuple[StyleLayer, ...]:
+        """Metadata of a layer selection, in that selection's order."""
+        return tuple(self.layers[i] for i in self.indices(layers))
+
+    def norms(self, layers: LayerSelection = "lsap") -> Tensor:
+        """``||mu_l||`` per layer of a selection, shape ``[num_layers]``."""
+        return torch.stack([a.norm() for a in self.select(layers)])
+
+    # ----- conversion and files --------------------------------------------------------
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Anchors:
+        """A copy with the anchor tensors on ``device`` and/or in ``dtype``."""
+        return dataclasses.replace(self, full=[a.to(device=device, dtype=dtype) for a in self.full])
+
+    def state(self) -> dict[str, Any]:
+        """Plain-data form (tensors, lists, str, int) that ``torch.load(weights_only=True)`` reads."""
+        return {
+            "format": ANCHORS_FORMAT,
+            "version": ANCHORS_FORMAT_VERSION,
+            "full": [a.detach().cpu() for a in self.full],
+            "layers": [dataclasses.asdict(layer) for layer in self.layers],
+            "lsap_indices": list(self.lsap_indices),
+            "num_ws": self.num_ws,
+            "w_dim": self.w_dim,
+            "num_samples": self.num_samples,
+            "seed": self.seed,
+            "generator_hash": self.generator_hash,
+        }
+
+    @classmethod
+    def from_state(cls, state: Any) -> Anchors:
+        """Inverse of :meth:`state`; raises ``ValueError`` on anything else."""
+        if not isinstance(state, dict) or state.get("format") != ANCHORS_FORMAT:
+            raise ValueError(f"not an lsap anchors file (expected format {ANCHORS_FORMAT!r})")
+        if state.get("version") != ANCHORS_FORMAT_VERSION:
+            raise ValueError(
+                f"anchors file version {state.get('version')!r} is not the supported version {ANCHORS_FORMAT_VERSION}"
+            )
+        try:
+            return cls(
+                full=[torch.as_tensor(a) for a in state["full"]],
+                layers=tuple(StyleLayer(**layer) for layer in state["layers"]),
+                lsap_indices=tuple(int(i) for i in state["lsap_indices"]),
+                num_ws=int(state["num_ws"]),
+                w_dim=int(state["w_dim"]),
+                num_samples=int(state["num_samples"]),
+                seed=int(state["seed"]),
+                generator_hash=str(state["generator_hash"]),
+            )
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"anchors file is incomplete or malformed: {err}") from err
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write to ``path`` atomically (temporary file in the same folder, then rename)."""
+        _atomic_torch_save(self.state(), Path(path))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Anchors:
+        """Read a file written by :meth:`save` (``torch.load(weights_only=True)``)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"anchors file not found: '{path}'")
+        return cls.from_state(torch.load(path, map_location="cpu", weights_only=True))
+
+    def __repr__(self) -> str:
+        return (
+            f"Anchors(layers={len(self.layers)}, num_ws={self.num_ws}, num_samples={self.num_samples}, "
+            f"seed={self.seed}, generator_hash={self.generator_hash[:12]}...)"
+        )
+
+
+# ----------------------------------------------------------------------------------------
+# Identity of a generator and cache location
+
+
+def generator_fingerprint(generator: nn.Module) -> str:
+    """SHA-256 (hex) of a generator's class, architecture and every state-dict tensor.
+
+    Any changed weight or buffer, shape or dtype changes the fingerprint; device does not.
+    """
+    digest = hashlib.sha256()
+    digest.update(type(generator).__qualname__.encode())
+    config = getattr(generator, "config", None)
+    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(generator.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        # A uint8 view reads the raw bytes of any dtype (numpy lacks bfloat16).
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """``$LSAP_CACHE_DIR/anchors`` when that variable is set, else ``~/.cache/lsap/anchors``."""
+    root = os.environ.get("LSAP_CACHE_DIR")
+    return Path(root).expanduser() / "anchors" if root else Path.home() / ".cache" / "lsap" / "anchors"
+
+
+def anchors_cache_path(cache_dir: str | os.PathLike[str], fingerprint: str, num_samples: int, seed: int) -> Path:
+    """The cache file for a generator fingerprint and sampling settings (batch size is not
+    part of the key: it does not change the anchors)."""
+    key = hashlib.sha256(
+        f"{ANCHORS_FORMAT}|v{ANCHORS_FORMAT_VERSION}|{fingerprint}|M={num_samples}|seed={seed}|block={Z_BLOCK}".encode()
+    ).hexdigest()
+    return Path(cache_dir) / f"anchors-M{num_samples}-seed{seed}-{key[:32]}.pt"
+
+
+# ----------------------------------------------------------------------------------------
+# Computation
+
+
+def compute_anchors(
+    generator: nn.Module,
+    num_samples: int = DEFAULT_NUM_SAMPLES,
+    seed: int = 0,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    cache_dir: str | os.PathLike[str] | None = None,
+    use_cache: bool = True,
+) -> Anchors:
+    """Compute (or read from the cache) the S^N anchors of a generator.
+
+    For every layer of the generator's full style space, the anchor is the mean over
+    ``num_samples`` synthetic samples of the unit-normalised style vector, not renormalised.
+    Each sample draws z ~ N(0, I), maps it to w without truncation and feeds that w to
+    every layer. The LSAP selection (one layer per W+ entry) is ``anchors.lsap``; the full
+    StyleSpace is ``anchors.full``.
+
+    Args:
+        generator: a :class:`~lsap.model.Generator` (any device and dtype). It is run in
+            eval mode so that sampling never updates its ``w_avg``; its modes are restored
+            afterwards and its weights are not modified.
+        num_samples: M, the number of synthetic samples (the paper uses 100 000).
+        seed: seed of the CPU ``torch.Generator`` that draws z. The same generator
+            weights, ``num_samples`` and ``seed`` give the same anchors on any machine, up
+            to float32 rounding of the generator's forward pass.
+        batch_size: samples per forward pass; only affects speed and memory.
+        cache_dir: folder of the on-disk cache; default :func:`default_cache_dir`
+            (``$LSAP_CACHE_DIR/anchors`` or ``~/.cache/lsap/anchors``).
+        use_cache: read and write the cache. Files are keyed by
+            :func:`generator_fingerprint` (architecture and all weights), ``num_samples``
+            and ``seed``; an unreadable or mismatching file is recomputed and replaced, and
+            a cache that cannot be written only produces a warning.
+
+    Returns:
+        :class:`Anchors` on the CPU in float64. Use ``anchors.to(device)`` to move them.
+
+    Under torch.distributed each rank computes or reads the same deterministic anchors; no
+    collective operation is involved (see the module documentation).
+    """
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    fingerprint = generator_fingerprint(generator)
+    path = None
+    if use_cache:
+        path = anchors_cache_path(cache_dir if cache_dir is not None else default_cache_dir(), fingerprint,
+                                  num_samples, seed)
+        cached = _read_cache(path, fingerprint, num_samples, seed)
+        if cached is not None:
+            log.debug("read S^N anchors from %s", path)
+            return cached
+    anchors = _sample_anchors(generator, num_samples, seed, batch_size, fingerprint)
+    if path is not None:
+        try:
+            anchors.save(path)
+            log.info("cached S^N anchors in %s", path)
+        except OSError as err:
+            warnings.warn(f"could not write the anchors cache '{path}' ({err}); continuing without it",
+                          RuntimeWarning, stacklevel=2)
+    return anchors
+
+
+def _read_cache(path: Path, fingerprint: str, num_samples: int, seed: int) -> Anchors | None:
+    """Anchors from ``path`` if it exists and matches, else None (with a warning when damaged)."""
+    if not path.is_file():
+        return None
+    try:
+        anchors = Anchors.load(path)
+    except Exception as err:  # noqa: BLE001 - any damage (truncation, garbage, old format) means recompute
+        warnings.warn(f"ignoring unreadable anchors cache file '{path}' ({type(err).__name__}: {err}); "
+                      "recomputing it", RuntimeWarning, stacklevel=3)
+        return None
+    if (anchors.generator_hash, anchors.num_samples, anchors.seed) != (fingerprint, num_samples, seed):
+        warnings.warn(f"anchors cache file '{path}' belongs to other settings; recomputing it",
+                      RuntimeWarning, stacklevel=3)
+        return None
+    return anchors
+
+
+def _z_batches(num_samples: int, z_dim: int, seed: int, batch_size: int) -> Iterator[Tensor]:
+    """CPU float32 batches of z: the same z sequence for any ``batch_size``."""
+    rng = torch.Generator(device="cpu").manual_seed(seed)
+    pending: list[Tensor] = []
+    pending_rows = drawn = 0
+    while drawn < num_samples:
+        block = torch.randn(min(Z_BLOCK, num_samples - drawn), z_dim, generator=rng, dtype=torch.float32)
+        drawn += block.shape[0]
+        pending.append(block)
+        pending_rows += block.shape[0]
+        while pending_rows >= batch_size:
+            joined = torch.cat(pending)
+            yield joined[:batch_size]
+            rest = joined[batch_size:]
+            pending, pending_rows = ([rest] if rest.shape[0] else []), rest.shape[0]
+    if pending_rows:
+        yield torch.cat(pending)
+
+
+def _accumulation_dtype(device: torch.device) -> torch.dtype:
+    # Apple's MPS backend has no float64.
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+@torch.no_grad()
+def _sample_anchors(generator: nn.Module, num_samples: int, seed: int, batch_size: int, fingerprint: str) -> Anchors:
+    """Monte-Carlo estimate of the anchors (no cache)."""
+    reference = next(iter(generator.parameters()), None)
+    if reference is None:
+        raise ValueError("the generator has no parameters")
+    device, dtype = reference.device, reference.dtype
+    layers: Sequence[StyleLayer] = tuple(generator.style_layers)
+    acc_dtype = _accumulation_dtype(device)
+    sums = [torch.zeros(layer.channels, dtype=acc_dtype, device=device) for layer in layers]
+    modes = {module: module.training for module in generator.modules()}
+    generator.eval()
+    try:
+        for z in _z_batches(num_samples, int(generator.z_dim), seed, batch_size):
+            w = generator.mapping(z.to(device=device, dtype=dtype))
+            for total, style in zip(sums, generator.styles(w)):
+                style = style.to(acc_dtype)
+                total += (style / style.norm(dim=1, keepdim=True).clamp_min(torch.finfo(acc_dtype).tiny)).sum(0)
+    finally:
+        for module, mode in modes.items():
+            module.train(mode)
+    return Anchors(
+        full=[(total / num_samples).to(device="cpu", dtype=torch.float64) for total in sums],
+        layers=tuple(layers),
+        lsap_indices=tuple(int(i) for i in generator.lsap_style_indices),
+        num_ws=int(generator.num_ws),
+        w_dim=int(generator.w_dim),
+        num_samples=num_samples,
+        seed=seed,
+        generator_hash=fingerprint,
+    )
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
