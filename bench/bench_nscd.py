@@ -56,10 +56,8 @@ def time_call(fn: Callable[[], object], device: torch.device, repeats: int, warm
 
 def encoder_estimate(batch: int, device: torch.device, repeats: int, warmup: int) -> float | None:
     """IR-SE50 backbone forward+backward at 256x256 (the e4e encoder's bulk), or None."""
-    try:
-        from lsap.nets import IRSEBody
-    except ImportError:
-        return None
+    from lsap.nets import IRSEBody
+
     body = IRSEBody(num_layers=50, use_se=True).to(device).train()
     images = torch.randn(batch, 3, 256, 256, device=device)
 
@@ -67,9 +65,7 @@ def encoder_estimate(batch: int, device: torch.device, repeats: int, warmup: int
         body.zero_grad(set_to_none=True)
         sum(f.float().mean() for f in body(images)).backward()
 
-    seconds = time_call(step, device, repeats, warmup)
-    del body
-    return seconds
+    return time_call(step, device, repeats, warmup)
 
 
 def bench_device(args: argparse.Namespace, device: torch.device) -> dict[str, float | int | str | None]:
