@@ -1,0 +1,403 @@
+"""PTI refinement: fine-tune the generator around a frozen pivot code, per image.
+
+Chaining. PTI runs as its own prediction pass after an embedding pass (LSAP_O or the
+encoder LSAP_E) whose :class:`~lsap.callbacks.InversionWriter` wrote
+``<pivots_dir>/codes/<name>.pt``; this module reads the pivot of every image by the same
+name, keeps it fixed, and tunes the synthesis network with ``lambda_l2 * MSE +
+lambda_lpips * LPIPS`` (Adam, 350 steps, lr 3e-4, stopping early once LPIPS falls below
+0.06). Optional locality regularisation keeps the tuned generator close to the original
+away from the pivot: codes ``pivot + alpha * (w - pivot) / ||w - pivot||`` for mapped
+samples ``w`` (truncation 0.5) must render as before (MSE and LPIPS between the two
+generators).
+
+Saving. A tuned generator is not written whole: each image's ``pti/<name>.pt`` holds only
+the synthesis tensors that changed, as ``tuned - original`` (float16 by default), plus
+the original generator's fingerprint, the pivot code and the noise used. The module
+renders its reported reconstruction with exactly the weights the file reproduces
+(``original + delta``), so :func:`apply_pti_delta` on the original generator gives the
+reported image bit for bit, and refuses a delta made for another generator.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from lsap.callbacks.prediction_writer import (
+    CODES_DIR,
+    dataset_root,
+    item_keys,
+    load_code,
+    output_name,
+    pending_indices,
+)
+from lsap.data.images import derive_seed
+from lsap.losses import L2Loss, LPIPSLoss
+from lsap.losses.nscd import NSCDLoss
+from lsap.metrics import generator_fingerprint, nscd_distances
+from lsap.model import Generator, GeneratorSource
+from lsap.modules.lsap_o import require_grad_mode, to_resolution
+
+__all__ = ["PTI", "PTI_DELTA_FORMAT", "apply_pti_delta", "load_pti_delta", "make_pti_delta"]
+
+PTI_DELTA_FORMAT = "lsap.pti_delta"
+PTI_DELTA_VERSION = 1
+
+DeltaDtype = Literal["float32", "float16", "bfloat16"]
+_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+# ----- delta files ---------------------------------------------------------------------------
+def make_pti_delta(original: Generator, tuned: Generator, dtype: DeltaDtype = "float16",
+                   original_hash: str | None = None) -> dict[str, Any]:
+    """The changed synthesis tensors of ``tuned`` as ``tuned - original`` in ``dtype``,
+    with the original generator's fingerprint. Unchanged tensors are left out."""
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    before = original.state_dict()
+    deltas: dict[str, Tensor] = {}
+    for name, value in tuned.state_dict().items():
+        if not name.startswith("synthesis_network.") or not value.is_floating_point():
+            continue
+        delta = (value.detach() - before[name].detach()).to(_DTYPES[dtype])
+        if torch.count_nonzero(delta):
+            deltas[name] = delta.cpu().contiguous()
+    return {
+        "format": PTI_DELTA_FORMAT,
+        "version": PTI_DELTA_VERSION,
+        "generator_hash": original_hash or generator_fingerprint(original),
+        "dtype": dtype,
+        "deltas": deltas,
+    }
+
+
+def load_pti_delta(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
+    """Read a PTI delta file (``pti/<name>.pt``) safely, or check an in-memory one."""
+    if isinstance(source, Mapping):
+        data, where = dict(source), "PTI delta"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"PTI delta file not found: '{path}'")
+        data, where = torch.load(path, map_location="cpu", weights_only=True), f"'{path}'"
+    if not isinstance(data, Mapping) or data.get("format") != PTI_DELTA_FORMAT:
+        raise ValueError(f"{where} is not an lsap PTI delta (format {PTI_DELTA_FORMAT!r})")
+    if int(data.get("version", 0)) > PTI_DELTA_VERSION:
+        raise ValueError(f"{where} has PTI delta version {data['version']}; this lsap reads up to {PTI_DELTA_VERSION}")
+    return dict(data)
+
+
+def apply_pti_delta(generator: Generator, source: str | os.PathLike[str] | Mapping[str, Any]) -> Generator:
+    """A tuned copy of ``generator`` (which is left unchanged) with a PTI delta applied.
+
+    Raises ``ValueError`` when the delta was made for a generator with other weights.
+    """
+    data = load_pti_delta(source)
+    fingerprint = generator_fingerprint(generator)
+    if data["generator_hash"] != fingerprint:
+        raise ValueError(
+            "this PTI delta was made for another generator (fingerprint "
+            f"{data['generator_hash'][:12]}..., this generator is {fingerprint[:12]}...): apply it to the "
+            "generator the pivots were tuned from"
+        )
+    tuned = copy.deepcopy(generator)
+    state = tuned.state_dict()
+    with torch.no_grad():
+        for name, delta in data["deltas"].items():
+            if name not in state:
+                raise ValueError(f"PTI delta names '{name}', which this generator does not have")
+            target = state[name]
+            if tuple(target.shape) != tuple(delta.shape):
+                raise ValueError(f"PTI delta for '{name}' has shape {tuple(delta.shape)}, the generator's is "
+                                 f"{tuple(target.shape)}")
+            target.copy_(target + delta.to(device=target.device, dtype=target.dtype))
+    return tuned
+
+
+# ----- the module ------------------------------------------------------------------------------
+class PTI(LightningModule):
+    """Pivotal tuning of the generator per image, around pivots from an earlier run.
+
+    Use with ``Trainer(inference_mode=False).predict(...)`` on the same image data module
+    as the embedding run and an :class:`~lsap.callbacks.InversionWriter` with another
+    ``output_dir``: it writes ``codes/`` (the pivots), ``images/`` (tuned
+    reconstructions), ``records/`` and ``pti/`` (the weight deltas). Images of a batch are
+    tuned one after the other (each has its own generator).
+
+    Args:
+        generator: the generator the pivots were embedded with.
+        pivots_dir: ``output_dir`` of the embedding run (holds ``codes/<name>.pt``).
+        lpips: LPIPS component (per image whatever its ``reduction``); ``None`` drops the
+            LPIPS terms and the early stop.
+        input_root: folder the image names are relative to; default: the predict data
+            set's ``root`` (as for the writer).
+        num_steps / learning_rate / betas: Adam on the synthesis weights.
+        lambda_l2 / lambda_lpips: reconstruction loss weights.
+        early_stop_lpips: stop once the LPIPS to the target is at most this (``None``: never).
+        locality_regularization: add the locality term (off, as in PTI's defaults).
+        locality_weight / locality_alpha / locality_samples / locality_interval /
+        locality_lambda_l2 / locality_lambda_lpips / locality_truncation: its weight,
+            distance from the pivot, samples per step, every how many steps, the MSE and
+            LPIPS weights inside it, and the truncation of the sampled codes.
+        use_pivot_noise: render with the pivot's optimised noise maps when its code file has
+            them (an LSAP_O run whose writer had ``save_noise: true``); otherwise, as in
+            PTI, the generator's stored noise.
+        delta_dtype: storage type of the weight deltas.
+        loss_resolution: resolution the image losses compare at (``None``: the generator's).
+        anchor_samples / anchor_seed / anchor_cache_dir: anchors of the reported NSCD.
+        seed: seed of the locality samples.
+        progress: progress bar over the tuning steps (rank 0 only).
+    """
+
+    def __init__(
+        self,
+        generator: GeneratorSource,
+        pivots_dir: str,
+        lpips: LPIPSLoss | None = None,
+        input_root: str | None = None,
+        num_steps: int = 350,
+        learning_rate: float = 3e-4,
+        betas: tuple[float, float] = (0.9, 0.999),
+        lambda_l2: float = 1.0,
+        lambda_lpips: float = 1.0,
+        early_stop_lpips: float | None = 0.06,
+        locality_regularization: bool = False,
+        locality_weight: float = 1.0,
+        locality_alpha: float = 30.0,
+        locality_samples: int = 1,
+        locality_interval: int = 1,
+        locality_lambda_l2: float = 0.1,
+        locality_lambda_lpips: float = 0.1,
+        locality_truncation: float = 0.5,
+        use_pivot_noise: bool = False,
+        delta_dtype: DeltaDtype = "float16",
+        loss_resolution: int | None = 256,
+        anchor_samples: int = 100_000,
+        anchor_seed: int = 0,
+        anchor_cache_dir: str | None = None,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> None:
+        super().__init__()
+        if num_steps < 0:
+            raise ValueError(f"num_steps must be >= 0, got {num_steps}")
+        if delta_dtype not in _DTYPES:
+            raise ValueError(f"delta_dtype must be one of {sorted(_DTYPES)}, got {delta_dtype!r}")
+        if locality_interval < 1 or locality_samples < 1:
+            raise ValueError("locality_interval and locality_samples must be >= 1")
+        self.save_hyperparameters(ignore=["lpips"])
+        self.generator: Generator = generator.build().eval().requires_grad_(False)
+        self.lpips = lpips.requires_grad_(False) if lpips is not None else None
+        self.l2 = L2Loss(reduction="none")
+        self.pivots_dir = Path(pivots_dir)
+        self.input_root = input_root
+        self.num_steps, self.learning_rate, self.betas = num_steps, learning_rate, tuple(betas)
+        self.lambda_l2, self.lambda_lpips = lambda_l2, lambda_lpips if lpips is not None else 0.0
+        self.early_stop_lpips = early_stop_lpips if lpips is not None else None
+        self.locality_regularization = locality_regularization
+        self.locality_weight, self.locality_alpha = locality_weight, locality_alpha
+        self.locality_samples, self.locality_interval = locality_samples, locality_interval
+        self.locality_lambda_l2, self.locality_lambda_lpips = locality_lambda_l2, locality_lambda_lpips
+        self.locality_truncation = locality_truncation
+        self.use_pivot_noise = use_pivot_noise
+        self.delta_dtype: DeltaDtype = delta_dtype
+        self.loss_resolution = loss_resolution
+        self.anchor_samples, self.anchor_seed, self.anchor_cache_dir = anchor_samples, anchor_seed, anchor_cache_dir
+        self.seed = seed
+        self.progress = progress
+        # Lazily built caches (not submodules: derived from the generator, never saved).
+        self._tuned: Generator | None = None
+        self._nscd_loss: NSCDLoss | None = None
+        self._generator_hash: str | None = None
+
+    # ----- helpers ------------------------------------------------------------------------
+    @property
+    def generator_hash(self) -> str:
+        if self._generator_hash is None:
+            self._generator_hash = generator_fingerprint(self.generator)
+        return self._generator_hash
+
+    def _working_copy(self) -> Generator:
+        """The generator being tuned, reset to the original weights."""
+        device = self.generator.w_avg.device
+        if self._tuned is None:
+            object.__setattr__(self, "_tuned", copy.deepcopy(self.generator))
+        tuned = self._tuned
+        tuned.to(device)
+        tuned.load_state_dict(self.generator.state_dict())
+        tuned.requires_grad_(False)
+        tuned.synthesis_network.requires_grad_(True)
+        return tuned
+
+    def _nscd(self) -> NSCDLoss:
+        device = self.generator.w_avg.device
+        if self._nscd_loss is None:
+            object.__setattr__(self, "_nscd_loss", NSCDLoss(
+                self.generator, reduction="none", num_samples=self.anchor_samples, seed=self.anchor_seed,
+                cache_dir=self.anchor_cache_dir))
+        if self._nscd_loss.anchor_0.device != device:
+            self._nscd_loss.to(device)
+        return self._nscd_loss
+
+    def name_of(self, key: str) -> str:
+        """Output name of image ``key`` (as the writers of both runs name it)."""
+        root = self.input_root if self.input_root is not None else dataset_root(self._trainer)
+        return output_name(key, root)
+
+    def pivot_path(self, key: str) -> Path:
+        return self.pivots_dir / CODES_DIR / f"{self.name_of(key)}.pt"
+
+    def load_pivot(self, key: str) -> dict[str, Any]:
+        """The pivot code file of image ``key`` (checked against this generator)."""
+        path = self.pivot_path(key)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no pivot for '{key}': expected '{path}'. Run an embedding (LSAP_O or LSAP_E) with an "
+                f"InversionWriter whose output_dir is '{self.pivots_dir}' first"
+            )
+        pivot = load_code(path)
+        made_with = (pivot.get("meta") or {}).get("generator_hash")
+        if made_with is not None and made_with != self.generator_hash:
+            raise ValueError(f"pivot '{path}' was embedded with another generator than PTI's (fingerprints differ)")
+        if tuple(pivot["ws"].shape) != (self.generator.num_ws, self.generator.w_dim):
+            raise ValueError(f"pivot '{path}' has shape {tuple(pivot['ws'].shape)}, the generator needs "
+                             f"[{self.generator.num_ws}, {self.generator.w_dim}]")
+        return pivot
+
+    def _image_losses(self, synth: Tensor, target: Tensor, mask: Tensor | None) -> dict[str, Tensor]:
+        resolution = self.loss_resolution or self.generator.resolution
+        synth = to_resolution(synth, resolution)
+        losses = {"mse": self.l2(synth, target, mask)}
+        if self.lpips is not None:
+            self.lpips.reduction = "none"
+            losses["lpips"] = self.lpips(synth, target, mask)
+        return losses
+
+    def _locality_loss(self, tuned: Generator, pivot: Tensor, noise: list[Tensor] | None,
+                       rng: torch.Generator) -> Tensor:
+        G = self.generator
+        z = torch.randn(self.locality_samples, G.z_dim, generator=rng).to(pivot.device)
+        with torch.no_grad():
+            w = G.mapping(z, truncation_psi=self.locality_truncation)[:, None, :].expand(-1, G.num_ws, -1)
+            direction = w - pivot
+            norms = direction.flatten(1).norm(dim=1).clamp_min(1e-8)[:, None, None]
+            codes = pivot + self.locality_alpha * direction / norms
+            reference = G.synthesis(codes, noise=noise)
+        rendered = tuned.synthesis(codes, noise=noise)
+        resolution = self.loss_resolution or G.resolution
+        rendered, reference = to_resolution(rendered, resolution), to_resolution(reference, resolution)
+        loss = self.locality_lambda_l2 * self.l2(rendered, reference).sum()
+        if self.lpips is not None:
+            loss = loss + self.locality_lambda_lpips * self.lpips(rendered, reference).sum()
+        return loss
+
+    # ----- tuning -------------------------------------------------------------------------
+    def tune(self, image: Tensor, pivot_ws: Tensor, name: str, noise: list[Tensor] | None = None,
+             mask: Tensor | None = None, description: str = "PTI") -> dict[str, Any]:
+        """Tune the synthesis network for one image ``[1, 3, H, W]`` around ``pivot_ws``
+        ``[1, num_ws, w_dim]``; ``name`` seeds the locality samples. Returns the
+        reconstruction (``image``, unclamped), per-image ``losses`` (after tuning, at the
+        pivot before tuning as ``*_pivot``, and ``steps``) and the ``delta`` file's dict."""
+        require_grad_mode(type(self).__name__)
+        G = self.generator
+        device = G.w_avg.device
+        resolution = self.loss_resolution or G.resolution
+        target = to_resolution(image.to(device=device, dtype=torch.float32), resolution)
+        mask = to_resolution(mask.to(device=device, dtype=torch.float32), resolution) if mask is not None else None
+        pivot = pivot_ws.to(device=device, dtype=torch.float32)
+        noise = [n.to(device) for n in noise] if noise is not None else None
+        rng = torch.Generator().manual_seed(derive_seed(self.seed, "pti", name))
+        tuned = self._working_copy()
+        with torch.no_grad():
+            before = self._image_losses(G.synthesis(pivot, noise=noise), target, mask)
+
+        steps = 0
+        with torch.enable_grad():
+            optimizer = torch.optim.Adam(tuned.synthesis_network.parameters(), lr=self.learning_rate,
+                                         betas=self.betas)
+            bar = tqdm(range(self.num_steps), desc=description, leave=False, dynamic_ncols=True,
+                       disable=not self.progress or self.global_rank != 0)
+            for step in bar:
+                losses = self._image_losses(tuned.synthesis(pivot, noise=noise), target, mask)
+                if self.early_stop_lpips is not None and float(losses["lpips"].detach()) <= self.early_stop_lpips:
+                    break
+                loss = self.lambda_l2 * losses["mse"].sum()
+                if "lpips" in losses:
+                    loss = loss + self.lambda_lpips * losses["lpips"].sum()
+                if self.locality_regularization and step % self.locality_interval == 0:
+                    loss = loss + self.locality_weight * self._locality_loss(tuned, pivot, noise, rng)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                steps += 1
+            bar.close()
+
+        delta = make_pti_delta(G, tuned, self.delta_dtype, original_hash=self.generator_hash)
+        with torch.no_grad():
+            # Render with exactly the weights the delta reproduces: original + stored delta.
+            state = tuned.state_dict()
+            original = G.state_dict()
+            for tensor_name, value in state.items():
+                if tensor_name in delta["deltas"]:
+                    stored = delta["deltas"][tensor_name].to(device=value.device, dtype=value.dtype)
+                    value.copy_(original[tensor_name] + stored)
+                elif tensor_name.startswith("synthesis_network."):
+                    value.copy_(original[tensor_name])
+            reconstruction = tuned.synthesis(pivot, noise=noise)
+            after = self._image_losses(reconstruction, target, mask)
+        delta["ws"] = pivot[0].detach().cpu().clone()
+        delta["noise"] = [n.detach().cpu().clone() for n in noise] if noise is not None else None
+        losses_out = {**after, **{f"{k}_pivot": v for k, v in before.items()},
+                      "steps": torch.tensor([float(steps)], device=device)}
+        return {"image": reconstruction, "losses": losses_out, "delta": delta}
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        require_grad_mode(type(self).__name__)
+        keys = item_keys(batch)
+        todo = pending_indices(self._trainer, keys)
+        pending = set(todo)
+        out: dict[str, Any] = {"path": [keys[i] for i in todo],
+                               "skipped": [k for i, k in enumerate(keys) if i not in pending]}
+        if not todo:
+            return out
+        pivots = [self.load_pivot(keys[i]) for i in todo]
+        use_noise = self.use_pivot_noise and all(p.get("noise") is not None for p in pivots)
+        images, losses, deltas, codes = [], [], [], []
+        mask = batch.get("mask")
+        for position, (i, pivot) in enumerate(zip(todo, pivots)):
+            ws = pivot["ws"][None].to(self.generator.w_avg.device)
+            noise = pivot["noise"] if use_noise else None
+            result = self.tune(batch["image"][i:i + 1], ws, self.name_of(keys[i]), noise=noise,
+                               mask=mask[i:i + 1] if mask is not None else None,
+                               description=f"PTI {position + 1}/{len(todo)} (batch {batch_idx})")
+            images.append(result["image"])
+            losses.append(result["losses"])
+            deltas.append(result["delta"])
+            codes.append(ws)
+        ws = torch.cat(codes)
+        nscd_loss = self._nscd()
+        with torch.no_grad():
+            layers = nscd_distances(nscd_loss.affines(ws, dtype=torch.float32), nscd_loss.anchor_tensors,
+                                    torch.float32)
+        out.update(
+            ws=ws,
+            image=torch.cat(images).clamp(-1, 1),
+            losses={k: torch.cat([entry[k].reshape(1) for entry in losses]) for k in losses[0]},
+            nscd=layers.mean(dim=1),
+            nscd_layers=layers,
+            pti_delta=deltas,
+            meta={"method": "pti", "pivots_dir": str(self.pivots_dir), "num_steps": self.num_steps,
+                  "learning_rate": self.learning_rate, "generator_hash": self.generator_hash,
+                  "delta_dtype": self.delta_dtype, "pivot_method": (pivots[0].get("meta") or {}).get("method")},
+        )
+        if use_noise:
+            out["noise"] = [torch.cat([p["noise"][j] for p in pivots]) for j in range(len(pivots[0]["noise"]))]
+        return out
