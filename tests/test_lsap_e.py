@@ -129,3 +129,30 @@ def test_typo_in_config_is_rejected_with_a_clear_message(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert "nscd_wieght" in proc.stderr
+
+
+def test_encoder_inversion_uses_the_inversion_writer_and_resumes(tmp_path):
+    from lightning.pytorch import Trainer
+
+    from lsap.callbacks import InversionWriter
+    from lsap.data import SyntheticDataModule
+
+    module = make_module(tmp_path)
+    data = SyntheticDataModule(generator=small_source(), num_train=0, num_val=0, num_test=0, num_predict=4,
+                               batch_size=2)
+    out = tmp_path / "inverted"
+
+    def predict():
+        trainer = Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                          callbacks=[InversionWriter(out)])
+        return trainer.predict(module, datamodule=data)
+
+    first = predict()
+    codes = sorted((out / "codes").rglob("*.pt"))
+    assert len(codes) == 4 and len(list((out / "images").rglob("*.png"))) == 4
+    assert sum(len(p["path"]) for p in first) == 4
+    record = next((out / "records").rglob("*.json")).read_text()
+    assert '"lsap_e"' in record and '"nscd"' in record
+    again = predict()
+    assert sum(len(p["path"]) for p in again) == 0, "finished images are not inverted again"
+    assert sum(len(p["skipped"]) for p in again) == 4

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
+from lsap.callbacks.prediction_writer import item_keys, pending_indices
 from lsap.losses import DeltaRegularizer, L2Loss, LPIPSLoss, MoCoLoss
 from lsap.losses.identity import IDLoss
 from lsap.losses.nscd import NSCDLoss
@@ -255,15 +256,27 @@ class LSAP_E(LightningModule):  # noqa: N801 - the method's name in the paper
         self._logged_batch = None
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        """Encoder inversion, in the format ``lsap.callbacks.InversionWriter`` writes."""
-        ws, recon = self(batch["image"])
-        pred, target = self._pool(recon), self._pool(batch["image"])
+        """Encoder inversion, in the format ``lsap.callbacks.InversionWriter`` writes;
+        images an attached writer already finished are skipped."""
+        keys = item_keys(batch)
+        todo = pending_indices(self._trainer, keys)
+        pending = set(todo)
+        out: dict[str, Any] = {"path": [keys[i] for i in todo],
+                               "skipped": [k for i, k in enumerate(keys) if i not in pending]}
+        if not todo:
+            return out
+        index = torch.tensor(todo, device=batch["image"].device)
+        images = batch["image"].index_select(0, index)
+        ws, recon = self(images)
+        pred, target = self._pool(recon), self._pool(images)
         losses = {"mse": (pred - target).square().flatten(1).mean(1)}
         if self.lpips is not None:
             losses["lpips"] = self.lpips_per_sample(pred, target)
-        per_image = nscd_distances(self.nscd_loss.affines(ws), self.nscd_loss.anchor_tensors).mean(1)
-        return {"path": batch.get("path"), "index": batch.get("index"), "ws": ws.detach(),
-                "image": recon.detach().clamp(-1, 1), "losses": losses, "nscd": per_image.float()}
+        layers = nscd_distances(self.nscd_loss.affines(ws), self.nscd_loss.anchor_tensors)
+        out.update(ws=ws.detach(), image=recon.detach().clamp(-1, 1), losses=losses, nscd=layers.mean(1).float(),
+                   nscd_layers=layers.float(),
+                   meta={"method": "lsap_e", "generator_hash": self.anchors.generator_hash})
+        return out
 
     # ---------------------------------------------------------------------------------
     def _log_grid(self, tag: str, inputs: Tensor, recon: Tensor) -> None:
