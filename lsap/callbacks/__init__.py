@@ -7,6 +7,7 @@ from lsap.callbacks.prediction_writer import (
     item_keys,
     load_code,
     output_name,
+    pending_batch,
     pending_indices,
 )
 
@@ -17,5 +18,6 @@ __all__ = [
     "item_keys",
     "load_code",
     "output_name",
+    "pending_batch",
     "pending_indices",
 ]

@@ -63,6 +63,7 @@ __all__ = [
     "item_keys",
     "load_code",
     "output_name",
+    "pending_batch",
     "pending_indices",
 ]
 
@@ -137,6 +138,20 @@ def pending_indices(trainer: Trainer | None, keys: Sequence[str]) -> list[int]:
     if not writers:
         return list(range(len(keys)))
     return [i for i, key in enumerate(keys) if not all(w.is_done(key) for w in writers)]
+
+
+def pending_batch(trainer: Trainer | None, batch: Mapping[str, Any]) -> tuple[list[int], dict[str, Any]]:
+    """Split a predict batch into what is still to do and what is finished.
+
+    Returns the batch positions to invert and the start of ``predict_step``'s output:
+    ``{"path": keys still to do, "skipped": keys already finished}``.
+    """
+    keys = item_keys(batch)
+    todo = pending_indices(trainer, keys)
+    pending = set(todo)
+    out: dict[str, Any] = {"path": [keys[i] for i in todo],
+                           "skipped": [k for i, k in enumerate(keys) if i not in pending]}
+    return todo, out
 
 
 def load_code(path: str | os.PathLike[str]) -> dict[str, Any]:

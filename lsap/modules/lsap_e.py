@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from lsap.callbacks.prediction_writer import item_keys, pending_indices
+from lsap.callbacks.prediction_writer import pending_batch
 from lsap.losses import DeltaRegularizer, L2Loss, LPIPSLoss, MoCoLoss
 from lsap.losses.identity import IDLoss
 from lsap.losses.nscd import NSCDLoss
@@ -258,11 +258,7 @@ class LSAP_E(LightningModule):  # noqa: N801 - the method's name in the paper
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         """Encoder inversion, in the format ``lsap.callbacks.InversionWriter`` writes;
         images an attached writer already finished are skipped."""
-        keys = item_keys(batch)
-        todo = pending_indices(self._trainer, keys)
-        pending = set(todo)
-        out: dict[str, Any] = {"path": [keys[i] for i in todo],
-                               "skipped": [k for i, k in enumerate(keys) if i not in pending]}
+        todo, out = pending_batch(self._trainer, batch)
         if not todo:
             return out
         index = torch.tensor(todo, device=batch["image"].device)

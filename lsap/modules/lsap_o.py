@@ -37,7 +37,7 @@ from lightning.pytorch import LightningModule
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from lsap.callbacks.prediction_writer import dataset_root, item_keys, output_name, pending_indices
+from lsap.callbacks.prediction_writer import dataset_root, output_name, pending_batch
 from lsap.data.images import derive_seed
 from lsap.losses import L2Loss, LPIPSLoss, NoiseRegularizer, normalize_noise_
 from lsap.losses.nscd import NSCDLoss
@@ -228,11 +228,7 @@ class LSAP_O(LightningModule):
     # ----- Lightning --------------------------------------------------------------------
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         require_grad_mode(type(self).__name__)
-        keys = item_keys(batch)
-        todo = pending_indices(self._trainer, keys)
-        pending = set(todo)
-        out: dict[str, Any] = {"path": [keys[i] for i in todo],
-                               "skipped": [k for i, k in enumerate(keys) if i not in pending]}
+        todo, out = pending_batch(self._trainer, batch)
         if not todo:
             return out
         index = torch.tensor(todo, device=batch["image"].device)

@@ -34,10 +34,9 @@ from tqdm.auto import tqdm
 from lsap.callbacks.prediction_writer import (
     CODES_DIR,
     dataset_root,
-    item_keys,
     load_code,
     output_name,
-    pending_indices,
+    pending_batch,
 )
 from lsap.data.images import derive_seed
 from lsap.losses import L2Loss, LPIPSLoss
@@ -361,21 +360,17 @@ class PTI(LightningModule):
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         require_grad_mode(type(self).__name__)
-        keys = item_keys(batch)
-        todo = pending_indices(self._trainer, keys)
-        pending = set(todo)
-        out: dict[str, Any] = {"path": [keys[i] for i in todo],
-                               "skipped": [k for i, k in enumerate(keys) if i not in pending]}
+        todo, out = pending_batch(self._trainer, batch)
         if not todo:
             return out
-        pivots = [self.load_pivot(keys[i]) for i in todo]
+        pivots = [self.load_pivot(key) for key in out["path"]]
         use_noise = self.use_pivot_noise and all(p.get("noise") is not None for p in pivots)
         images, losses, deltas, codes = [], [], [], []
         mask = batch.get("mask")
         for position, (i, pivot) in enumerate(zip(todo, pivots)):
             ws = pivot["ws"][None].to(self.generator.w_avg.device)
             noise = pivot["noise"] if use_noise else None
-            result = self.tune(batch["image"][i:i + 1], ws, self.name_of(keys[i]), noise=noise,
+            result = self.tune(batch["image"][i:i + 1], ws, self.name_of(out["path"][position]), noise=noise,
                                mask=mask[i:i + 1] if mask is not None else None,
                                description=f"PTI {position + 1}/{len(todo)} (batch {batch_idx})")
             images.append(result["image"])
