@@ -128,3 +128,11 @@ def test_generator_source_is_deterministic():
         assert ka == kb and torch.equal(va, vb)
     c = small_source(seed=6).build()
     assert not torch.equal(a.synthesis_network.const, c.synthesis_network.const)
+
+
+def test_channel_multiplier_follows_rosinality_convention():
+    with torch.device("meta"):
+        g2 = Generator(resolution=1024, channel_multiplier=2)
+        g1 = Generator(resolution=256, channel_multiplier=1)
+    assert g2.config["channels"] == {4: 512, 8: 512, 16: 512, 32: 512, 64: 512, 128: 256, 256: 128, 512: 64, 1024: 32}
+    assert g1.config["channels"] == {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64}

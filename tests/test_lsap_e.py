@@ -156,3 +156,15 @@ def test_encoder_inversion_uses_the_inversion_writer_and_resumes(tmp_path):
     again = predict()
     assert sum(len(p["path"]) for p in again) == 0, "finished images are not inverted again"
     assert sum(len(p["skipped"]) for p in again) == 4
+
+
+@pytest.mark.slow
+def test_wandb_logger_offline_gets_metrics_and_image_grids(tmp_path):
+    run_cli(["fit", *FAST, "--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
+             "--trainer.default_root_dir", str(tmp_path / "root"),
+             "--trainer.logger", "lightning.pytorch.loggers.WandbLogger", "--trainer.logger.offline", "true",
+             "--trainer.logger.save_dir", str(tmp_path / "wb"), "--trainer.logger.project", "lsap-test"], tmp_path)
+    runs = list((tmp_path / "wb" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, "an offline run, nothing sent anywhere"
+    grids = list(runs[0].rglob("media/images/**/reconstructions_*.png"))
+    assert grids, "input | reconstruction grids are logged to wandb"

@@ -234,8 +234,10 @@ class Generator(nn.Module):
     """StyleGAN2 generator: ``G(z) = synthesis(mapping(z))``.
 
     Architecture arguments describe the network; weights come from ``load_generator`` or
-    training. ``channels`` (resolution -> channels) overrides ``channel_base`` /
-    ``channel_max`` where a checkpoint's widths follow no formula.
+    training. Widths are ``min(channel_base // res, channel_max)``; ``channel_multiplier``
+    (rosinality's convention, 2 for config-f) sets ``channel_base = 16384 * multiplier``;
+    ``channels`` (resolution -> channels) overrides both where a checkpoint's widths follow
+    no formula.
     """
 
     def __init__(
@@ -248,6 +250,7 @@ class Generator(nn.Module):
         channel_base: int = 32768,
         channel_max: int = 512,
         channels: Mapping[int, int] | None = None,
+        channel_multiplier: int | None = None,
         img_channels: int = 3,
         conv_clamp: float | None = None,
         impl: str = "ref",
@@ -255,6 +258,8 @@ class Generator(nn.Module):
         super().__init__()
         if resolution < 4 or resolution & (resolution - 1):
             raise ValueError(f"resolution must be a power of two >= 4, got {resolution}")
+        if channel_multiplier is not None:
+            channel_base = 16384 * channel_multiplier
         channels = {int(k): int(v) for k, v in (channels or channels_for(resolution, channel_base, channel_max)).items()}
         missing = [2**i for i in range(2, int(math.log2(resolution)) + 1) if 2**i not in channels]
         if missing:
