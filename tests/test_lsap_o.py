@@ -117,3 +117,26 @@ def test_trainer_predict_returns_per_image_results(tmp_path: Path) -> None:
     assert all(v.shape == (2,) and torch.isfinite(v).all() for v in first["losses"].values())
     assert first["meta"]["method"] == "lsap_o" and first["meta"]["space"] == "w+"
     assert not math.isnan(float(first["nscd"].mean()))
+
+
+@pytest.mark.slow
+def test_ddp_predict_splits_images_across_two_processes(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "optimize_demo.yaml"
+    out = tmp_path / "out"
+    env = {**os.environ, "LSAP_CACHE_DIR": str(tmp_path / "cache")}
+    args = [sys.executable, "-m", "lsap", "predict", "--config", str(config), "--trainer.devices", "2",
+            "--trainer.strategy", "ddp", "--trainer.default_root_dir", str(tmp_path / "root"),
+            "--trainer.callbacks.init_args.output_dir", str(out), "--model.init_args.num_steps", "5",
+            "--model.init_args.anchor_samples", "300", "--model.init_args.w_std_samples", "300",
+            "--model.init_args.progress", "false", "--data.init_args.batch_size", "1",
+            "--trainer.enable_progress_bar", "false"]
+    proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_images"] == 4
+    assert len(list((out / "codes").rglob("*.pt"))) == 4
