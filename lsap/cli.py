@@ -71,7 +71,7 @@ def _anchors(generator: str, output: str | None = None, num_samples: int = 100_0
 EXTRA_COMMANDS: dict[str, Callable] = {"align": _align, "convert": _convert, "anchors": _anchors}
 
 
-def _lightning_cli(args: list[str]) -> None:
+def _lightning_cli(args: list[str] | None) -> None:
     from lightning.pytorch import LightningDataModule, LightningModule
     from lightning.pytorch.cli import LightningCLI
 
@@ -88,6 +88,7 @@ def _lightning_cli(args: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in EXTRA_COMMANDS:
         from jsonargparse import CLI
@@ -96,7 +97,8 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(result, int) and result:
             raise SystemExit(result)
         return
-    _lightning_cli(argv)
+    # LightningCLI reads sys.argv itself; passing it too would only earn a warning.
+    _lightning_cli(None if from_command_line else argv)
 
 
 if __name__ == "__main__":

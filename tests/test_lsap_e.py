@@ -168,3 +168,33 @@ def test_wandb_logger_offline_gets_metrics_and_image_grids(tmp_path):
     assert len(runs) == 1, "an offline run, nothing sent anywhere"
     grids = list(runs[0].rglob("media/images/**/reconstructions_*.png"))
     assert grids, "input | reconstruction grids are logged to wandb"
+
+
+def test_checkpoint_of_a_python_built_module_resumes_and_reloads(tmp_path):
+    from lightning.pytorch import Trainer
+
+    from lsap.data import SyntheticDataModule
+
+    data = SyntheticDataModule(generator=small_source(), num_train=8, num_val=0, num_test=0, batch_size=4)
+
+    def trainer(steps):
+        return Trainer(accelerator="cpu", devices=1, max_steps=steps, logger=False, enable_progress_bar=False,
+                       default_root_dir=tmp_path, enable_model_summary=False)
+
+    module = make_module(tmp_path)
+    first = trainer(2)
+    first.fit(module, datamodule=data)
+    ckpt = tmp_path / "step2.ckpt"
+    first.save_checkpoint(ckpt)
+    # Hyper-parameters are plain data, so the file loads with weights_only=True.
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert saved["hyper_parameters"]["generator"]["resolution"] == 32
+    resumed = trainer(3)
+    resumed.fit(make_module(tmp_path), datamodule=data, ckpt_path=str(ckpt))
+    assert resumed.global_step == 3
+    reloaded = LSAP_E.load_from_checkpoint(ckpt, encoder=tiny_encoder())
+    # The saved stage is the one the next step trains at.
+    assert reloaded.encoder.progressive_stage == progressive_stage(2, 8, start=0, every=2)
+    module.encoder.progressive_stage = reloaded.encoder.progressive_stage
+    images = torch.zeros(1, 3, 32, 32)
+    torch.testing.assert_close(reloaded.encode(images), module.encode(images))

@@ -313,7 +313,9 @@ class SyntheticDataModule(LightningDataModule):
         drop_last: bool = True,
     ):
         super().__init__()
-        self.save_hyperparameters()
+        generator = GeneratorSource.coerce(generator)
+        self.save_hyperparameters(ignore=["generator"])
+        self.hparams["generator"] = generator.as_dict()  # plain data: checkpoints load with weights_only
         self.generator_source = generator
         self.sizes: dict[str, int] = {"train": num_train, "val": num_val, "test": num_test, "predict": num_predict}
         if any(n < 0 for n in self.sizes.values()):

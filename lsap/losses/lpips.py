@@ -186,12 +186,17 @@ class LPIPSLoss(nn.Module):
         return features / (norm + 1e-10)
 
     def forward(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
-        """LPIPS distance between ``pred`` and ``target`` (both in [-1, 1]).
+        """LPIPS distance between ``pred`` and ``target`` (both in [-1, 1]), reduced per
+        ``reduction``.
 
         Args:
             mask: optional per-pixel weights at image resolution ([H, W], [B, H, W] or
                 [B, 1, H, W]); each layer's distance map is averaged with the mask resized to it.
         """
+        return reduce_per_sample(self.per_sample(pred, target, mask), self.reduction)
+
+    def per_sample(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+        """LPIPS distance of each pair, ``[B]``, whatever ``reduction`` is."""
         check_image_pair(pred, target)
         if pred.shape[1] != 3:
             raise ValueError(f"expected RGB images [B, 3, H, W], got shape {tuple(pred.shape)}")
@@ -209,7 +214,7 @@ class LPIPSLoss(nn.Module):
             # The 1x1 linear layer has one output channel, so the spatial mean equals lpips'.
             layer_map = linear.model[-1](squared_difference.to(linear.model[-1].weight.dtype)).float()
             per_sample = per_sample + masked_spatial_mean(layer_map, weights)
-        return reduce_per_sample(per_sample, self.reduction)
+        return per_sample
 
     def extra_repr(self) -> str:
         return f"net={self.net_name!r}, reduction={self.reduction!r}, box={self.box}"

@@ -135,11 +135,13 @@ class StyleAffines(nn.Module):
         dtype = dtype or ws.dtype
         ws = ws.to(dtype)
         out = []
-        for k, layer in enumerate(self.layers):
-            if active is not None and not active[k]:
-                continue
-            weight, bias = getattr(self, f"weight_{k}"), getattr(self, f"bias_{k}")
-            out.append(F.linear(ws[:, layer.w_index], weight.to(dtype), bias.to(dtype)))
+        # Mixed precision would silently run these in half precision; NSCD asks for `dtype`.
+        with torch.autocast(device_type=ws.device.type, enabled=False):
+            for k, layer in enumerate(self.layers):
+                if active is not None and not active[k]:
+                    continue
+                weight, bias = getattr(self, f"weight_{k}"), getattr(self, f"bias_{k}")
+                out.append(F.linear(ws[:, layer.w_index], weight.to(dtype), bias.to(dtype)))
         return out
 
     def extra_repr(self) -> str:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Optional
 
 import torch
 
@@ -31,6 +32,18 @@ class GeneratorSource:
     channel_max: int = 512
     noise_strength: float = 0.1
     w_avg_samples: int = 10_000
+
+    @classmethod
+    def coerce(cls, value: "GeneratorSource | Mapping[str, Any]") -> "GeneratorSource":
+        """Accept a source or its plain-dict form (what checkpoints store as hyper-parameters)."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, Mapping):
+            return cls(**value)
+        raise TypeError(f"generator must be a GeneratorSource or a dict of its fields, got {type(value).__name__}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
     def build(self) -> Generator:
         """The generator, in eval mode with frozen weights, on the CPU."""

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
-from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+from torchmetrics.image import StructuralSimilarityIndexMeasure
 
 from lsap.callbacks.prediction_writer import pending_batch
 from lsap.losses import DeltaRegularizer, L2Loss, LPIPSLoss, MoCoLoss
@@ -91,7 +91,9 @@ class LSAP_E(LightningModule):  # noqa: N801 - the method's name in the paper
         num_logged_images: int = 8,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["encoder", "lpips", "identity", "moco"])
+        generator = GeneratorSource.coerce(generator)
+        self.save_hyperparameters(ignore=["encoder", "lpips", "identity", "moco", "generator"])
+        self.hparams["generator"] = generator.as_dict()  # plain data: checkpoints load with weights_only
         self.generator = generator.build()
         self.encoder = encoder
         num_ws = getattr(encoder, "num_ws", None)
@@ -127,7 +129,7 @@ class LSAP_E(LightningModule):  # noqa: N801 - the method's name in the paper
     # ---------------------------------------------------------------------------------
     def _eval_metrics(self, prefix: str) -> MetricCollection:
         metrics: dict[str, Any] = {
-            "mse": MeanMetric(), "psnr": PeakSignalNoiseRatio(data_range=(-1.0, 1.0)),
+            "mse": MeanMetric(), "psnr": MeanMetric(),
             "ssim": StructuralSimilarityIndexMeasure(data_range=(-1.0, 1.0)),
             "nscd": NSCD(generator=self.generator, anchors=self.anchors),
         }
@@ -214,24 +216,19 @@ class LSAP_E(LightningModule):  # noqa: N801 - the method's name in the paper
     def _evaluate(self, batch: dict[str, Tensor], metrics: MetricCollection) -> None:
         ws, recon = self(batch["image"])
         pred, target = self._pool(recon).clamp(-1, 1), self._pool(batch["image"])
-        metrics["mse"].update((pred - target).square().flatten(1).mean(1))
-        metrics["psnr"].update(pred, target)
+        mse = (pred - target).square().flatten(1).mean(1)
+        metrics["mse"].update(mse)
+        # Mean of per-image PSNR, peak-to-peak 2 for [-1, 1] images (squared range 4).
+        metrics["psnr"].update(10 * torch.log10(4 / mse.clamp_min(1e-10)))
         metrics["ssim"].update(pred, target)
         metrics["nscd"].update(ws)
         if "lpips" in metrics:
-            metrics["lpips"].update(self.lpips_per_sample(pred, target))
+            metrics["lpips"].update(self.lpips.per_sample(pred, target))
         if "id_similarity" in metrics:
             metrics["id_similarity"].update(self.identity.loss_and_similarity(pred, target)[1])
         if self._logged_batch is None:
             n = self.hparams.num_logged_images
             self._logged_batch = {"image": batch["image"][:n].detach(), "recon": recon[:n].detach()}
-
-    def lpips_per_sample(self, pred: Tensor, target: Tensor) -> Tensor:
-        reduction, self.lpips.reduction = self.lpips.reduction, "none"
-        try:
-            return self.lpips(pred, target)
-        finally:
-            self.lpips.reduction = reduction
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, self.val_metrics)
@@ -267,7 +264,7 @@ class LSAP_E(LightningModule):  # noqa: N801 - the method's name in the paper
         pred, target = self._pool(recon), self._pool(images)
         losses = {"mse": (pred - target).square().flatten(1).mean(1)}
         if self.lpips is not None:
-            losses["lpips"] = self.lpips_per_sample(pred, target)
+            losses["lpips"] = self.lpips.per_sample(pred, target)
         layers = nscd_distances(self.nscd_loss.affines(ws), self.nscd_loss.anchor_tensors)
         out.update(ws=ws.detach(), image=recon.detach().clamp(-1, 1), losses=losses, nscd=layers.mean(1).float(),
                    nscd_layers=layers.float(),

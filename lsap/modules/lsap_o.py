@@ -166,7 +166,9 @@ class LSAP_O(LightningModule):
         if lpips is None and lambda_lpips != 0:
             # No perceptual network configured: only the other terms remain.
             lambda_lpips = 0.0
-        self.save_hyperparameters(ignore=["lpips"])
+        generator = GeneratorSource.coerce(generator)
+        self.save_hyperparameters(ignore=["lpips", "generator"])
+        self.hparams["generator"] = generator.as_dict()  # plain data: checkpoints load with weights_only
         self.generator: Generator = generator.build().eval().requires_grad_(False)
         self.lpips = lpips.requires_grad_(False) if lpips is not None else None
         self.l2 = L2Loss(reduction="none")
@@ -257,8 +259,7 @@ class LSAP_O(LightningModule):
         synth = to_resolution(synth, self.image_loss_resolution)
         losses = {"mse": self.l2(synth, target, mask)}
         if self.lpips is not None:
-            self.lpips.reduction = "none"  # per image, whatever the component was configured with
-            losses["lpips"] = self.lpips(synth, target, mask)
+            losses["lpips"] = self.lpips.per_sample(synth, target, mask)
         return losses
 
     def _total(self, losses: dict[str, Tensor]) -> Tensor:

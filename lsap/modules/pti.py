@@ -192,7 +192,9 @@ class PTI(LightningModule):
             raise ValueError(f"delta_dtype must be one of {sorted(_DTYPES)}, got {delta_dtype!r}")
         if locality_interval < 1 or locality_samples < 1:
             raise ValueError("locality_interval and locality_samples must be >= 1")
-        self.save_hyperparameters(ignore=["lpips"])
+        generator = GeneratorSource.coerce(generator)
+        self.save_hyperparameters(ignore=["lpips", "generator"])
+        self.hparams["generator"] = generator.as_dict()  # plain data: checkpoints load with weights_only
         self.generator: Generator = generator.build().eval().requires_grad_(False)
         self.lpips = lpips.requires_grad_(False) if lpips is not None else None
         self.l2 = L2Loss(reduction="none")
@@ -276,8 +278,7 @@ class PTI(LightningModule):
         synth = to_resolution(synth, resolution)
         losses = {"mse": self.l2(synth, target, mask)}
         if self.lpips is not None:
-            self.lpips.reduction = "none"
-            losses["lpips"] = self.lpips(synth, target, mask)
+            losses["lpips"] = self.lpips.per_sample(synth, target, mask)
         return losses
 
     def _locality_loss(self, tuned: Generator, pivot: Tensor, noise: list[Tensor] | None,

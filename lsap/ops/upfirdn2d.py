@@ -64,7 +64,7 @@ def upfirdn2d(
     if x.ndim != 4:
         raise ValueError(f"upfirdn2d expects [N, C, H, W], got {tuple(x.shape)}")
     if f is None:
-        f = torch.ones(1, 1, dtype=torch.float32)
+        f = torch.ones(1, 1, dtype=torch.float32, device=x.device)
     if resolve_impl(impl, x) == "cuda":
         from lsap.ops import _cuda
 
@@ -98,7 +98,7 @@ def _upfirdn2d_ref(
     x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
 
     # conv2d correlates; flipping turns it into the convolution the filter describes.
-    f = f.to(x.dtype)
+    f = f.to(device=x.device, dtype=x.dtype)
     f = f * (gain ** (f.ndim / 2))
     if not flip_filter:
         f = f.flip(list(range(f.ndim)))
