@@ -35,17 +35,17 @@ def _pin_memory(requested: bool | None, trainer: object | None) -> bool:
     return torch.cuda.is_available()
 
 
-def _make_loader(
-    dataset: Dataset, batch_size: int, shuffle: bool, drop_last: bool, num_workers: int, pin_memory: bool
-) -> DataLoader:
+def _make_loader(module: LightningDataModule, dataset: Dataset, train: bool) -> DataLoader:
+    """A loader with the DataModule's settings: training shuffles and may drop the last
+    incomplete batch; evaluation keeps every item in order."""
     return DataLoader(
         dataset,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        drop_last=drop_last,
-        num_workers=num_workers,
-        pin_memory=pin_memory,
-        persistent_workers=num_workers > 0,
+        batch_size=module.batch_size if train else module.val_batch_size,
+        shuffle=train,
+        drop_last=module.drop_last if train else False,
+        num_workers=module.num_workers,
+        pin_memory=_pin_memory(module.pin_memory, module.trainer),
+        persistent_workers=module.num_workers > 0,
     )
 
 
@@ -159,14 +159,7 @@ class ImageDataModule(LightningDataModule):
         if key not in self.datasets:
             stage = {"train_dir": "fit", "val_dir": "validate", "test_dir": "test", "predict_dir": "predict"}[key]
             raise RuntimeError(f"no dataset for {CONFIG_KEY_PREFIX}{key}; call setup('{stage}') first")
-        return _make_loader(
-            self.datasets[key],
-            batch_size=self.batch_size if train else self.val_batch_size,
-            shuffle=train,
-            drop_last=self.drop_last if train else False,
-            num_workers=self.num_workers,
-            pin_memory=_pin_memory(self.pin_memory, self.trainer),
-        )
+        return _make_loader(self, self.datasets[key], train)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train_dir", train=True)
@@ -377,14 +370,7 @@ class SyntheticDataModule(LightningDataModule):
     def _loader(self, split: str, train: bool) -> DataLoader:
         if split not in self.datasets:
             raise RuntimeError(f"no '{split}' samples; call setup() for the stage first")
-        return _make_loader(
-            self.datasets[split],
-            batch_size=self.batch_size if train else self.val_batch_size,
-            shuffle=train,
-            drop_last=self.drop_last if train else False,
-            num_workers=self.num_workers,
-            pin_memory=_pin_memory(self.pin_memory, self.trainer),
-        )
+        return _make_loader(self, self.datasets[split], train)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
