@@ -36,6 +36,15 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """For modules of tiny nets: thread start-up and contention cost more than they save."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory):
     """Anchor caches and other lsap caches go to a temporary folder, never the user's."""

@@ -39,18 +39,7 @@ def conv_count(head: torch.nn.Module) -> int:
     return sum(isinstance(m, torch.nn.Conv2d) for m in head.modules())
 
 
-@pytest.fixture(autouse=True)
-def _seed() -> None:
-    torch.manual_seed(0)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # These nets are tiny: thread start-up and contention cost more than they save.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 # ---------------------------------------------------------------------------------- shapes

@@ -13,18 +13,7 @@ from lsap.nets import ArcFaceIRSE, WeightsMismatchError, load_arcface
 TINY_ARCFACE = dict(blocks_per_stage=[1, 1, 1, 1], stage_channels=[8, 16, 16, 32], embedding_dim=32)
 
 
-@pytest.fixture(autouse=True)
-def _seed() -> None:
-    torch.manual_seed(0)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # These nets are tiny: thread start-up and contention cost more than they save.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def tiny_id_loss(**kwargs) -> IDLoss:
