@@ -15,19 +15,22 @@ def to_uint8(images: Tensor) -> Tensor:
     return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
-def image_grid(rows: Sequence[Tensor], padding: int = 2) -> Tensor:
+def image_grid(rows: Sequence[Tensor], padding: int = 2, upscale: int = 1) -> Tensor:
     """Stack rows of [-1, 1] images ``[N, C, H, W]`` into one ``[C, H', W']`` grid in [-1, 1];
     each row is one kind (inputs, reconstructions, edits, ...), each column one image. Rows
-    of other sizes are resized to the first row's."""
+    of other sizes are resized to the first row's; ``upscale`` enlarges every image by an
+    integer factor (nearest neighbour) so tiny images stay visible."""
     if not rows:
         raise ValueError("image_grid needs at least one row")
     n = min(r.shape[0] for r in rows)
-    size = rows[0].shape[-2:]
+    size = tuple(int(d) * upscale for d in rows[0].shape[-2:])
     fixed = []
     for r in rows:
         r = r[:n].detach().float().cpu()
-        if r.shape[-2:] != size:
-            r = F.interpolate(r, size=size, mode="bilinear", align_corners=False, antialias=True)
+        if tuple(r.shape[-2:]) != size:
+            mode = "nearest" if tuple(d * upscale for d in r.shape[-2:]) == size else "bilinear"
+            r = F.interpolate(r, size=size, mode=mode, **({} if mode == "nearest" else
+                                                           {"align_corners": False, "antialias": True}))
         fixed.append(r)
     c, h, w = fixed[0].shape[1:]
     grid = torch.ones(c, len(fixed) * (h + padding) + padding, n * (w + padding) + padding)

@@ -198,3 +198,12 @@ def test_checkpoint_of_a_python_built_module_resumes_and_reloads(tmp_path):
     module.encoder.progressive_stage = reloaded.encoder.progressive_stage
     images = torch.zeros(1, 3, 32, 32)
     torch.testing.assert_close(reloaded.encode(images), module.encode(images))
+
+
+def test_image_grid_layout_and_upscale():
+    from lsap.visualize import image_grid
+
+    inputs, recon = -torch.ones(3, 3, 4, 4), torch.ones(3, 3, 4, 4)
+    grid = image_grid([inputs, recon], padding=1, upscale=2)
+    assert grid.shape == (3, 2 * (8 + 1) + 1, 3 * (8 + 1) + 1)
+    assert torch.all(grid[:, 1:9, 1:9] == -1) and torch.all(grid[:, 10:18, 1:9] == 1)

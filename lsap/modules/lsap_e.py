@@ -286,8 +286,9 @@ class LSAP_E(LightningModule):  # noqa: N801 - the method's name in the paper
             return
         ckpt = self.trainer.checkpoint_callback
         folder = Path(ckpt.dirpath) if ckpt is not None and ckpt.dirpath else Path(self.trainer.default_root_dir)
-        save_image_grid(image_grid([self._logged_batch["image"], self._logged_batch["recon"]]),
-                        folder / "reconstructions.png")
+        rows = [self._logged_batch["image"], self._logged_batch["recon"]]
+        upscale = max(1, 128 // rows[0].shape[-1])  # small demo images stay visible
+        save_image_grid(image_grid(rows, upscale=upscale), folder / "reconstructions.png")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return Ranger(self.encoder.parameters(), lr=self.hparams.lr, betas=tuple(self.hparams.betas))
