@@ -40,8 +40,8 @@ from tqdm.auto import tqdm
 from lsap.callbacks.prediction_writer import dataset_root, output_name, pending_batch
 from lsap.data.images import derive_seed
 from lsap.losses import L2Loss, LPIPSLoss, NoiseRegularizer, normalize_noise_
-from lsap.losses.nscd import NSCDLoss
-from lsap.metrics import generator_fingerprint, nscd_distances
+from lsap.modules.generator_stats import FrozenGeneratorStats
+from lsap.metrics import nscd_distances
 from lsap.model import Generator, GeneratorSource
 
 __all__ = ["LSAP_O", "InversionResult", "latent_noise_at", "learning_rate_at", "require_grad_mode", "to_resolution"]
@@ -104,7 +104,7 @@ class InversionResult:
     nscd_layers: Tensor  # [B, num_ws]
 
 
-class LSAP_O(LightningModule):
+class LSAP_O(FrozenGeneratorStats, LightningModule):
     """Per-image optimisation of W / W+ codes and noise maps, with the NSCD loss.
 
     Use with ``Trainer(inference_mode=False).predict(...)`` on an image data module and
@@ -186,38 +186,15 @@ class LSAP_O(LightningModule):
         self.loss_resolution = loss_resolution
         self.seed = seed
         self.progress = progress
-        # Built on first use, on the generator's device (anchors come from the disk cache).
-        self._nscd_loss: NSCDLoss | None = None
         self._w_std: float | None = None
-        self._generator_hash: str | None = None
 
     # ----- lazily prepared statistics ---------------------------------------------------
-    @property
-    def nscd_loss(self) -> NSCDLoss:
-        """Per-image NSCD loss (official form) over the LSAP layers; its anchors are also
-        what the reported NSCD metric uses."""
-        device = self.generator.w_avg.device
-        if self._nscd_loss is None:
-            loss = NSCDLoss(self.generator, reduction="none", num_samples=self.anchor_samples,
-                            seed=self.anchor_seed, cache_dir=self.anchor_cache_dir)
-            # Not a registered submodule: it holds only a cache of derived tensors.
-            object.__setattr__(self, "_nscd_loss", loss)
-        if self._nscd_loss.anchor_0.device != device:
-            self._nscd_loss.to(device)
-        return self._nscd_loss
-
     @property
     def w_std(self) -> float:
         """std(w) of the generator (the projector's definition), measured once."""
         if self._w_std is None:
             self._w_std = float(self.generator.w_stats(self.w_std_samples, seed=self.seed)[1])
         return self._w_std
-
-    @property
-    def generator_hash(self) -> str:
-        if self._generator_hash is None:
-            self._generator_hash = generator_fingerprint(self.generator)
-        return self._generator_hash
 
     def run_meta(self) -> dict[str, Any]:
         """JSON-able facts about the run, stored with every result."""

@@ -40,7 +40,7 @@ from lsap.callbacks.prediction_writer import (
 )
 from lsap.data.images import derive_seed
 from lsap.losses import L2Loss, LPIPSLoss
-from lsap.losses.nscd import NSCDLoss
+from lsap.modules.generator_stats import FrozenGeneratorStats
 from lsap.metrics import generator_fingerprint, nscd_distances
 from lsap.model import Generator, GeneratorSource
 from lsap.modules.lsap_o import require_grad_mode, to_resolution
@@ -122,7 +122,7 @@ def apply_pti_delta(generator: Generator, source: str | os.PathLike[str] | Mappi
 
 
 # ----- the module ------------------------------------------------------------------------------
-class PTI(LightningModule):
+class PTI(FrozenGeneratorStats, LightningModule):
     """Pivotal tuning of the generator per image, around pivots from an earlier run.
 
     Use with ``Trainer(inference_mode=False).predict(...)`` on the same image data module
@@ -216,16 +216,8 @@ class PTI(LightningModule):
         self.progress = progress
         # Lazily built caches (not submodules: derived from the generator, never saved).
         self._tuned: Generator | None = None
-        self._nscd_loss: NSCDLoss | None = None
-        self._generator_hash: str | None = None
 
     # ----- helpers ------------------------------------------------------------------------
-    @property
-    def generator_hash(self) -> str:
-        if self._generator_hash is None:
-            self._generator_hash = generator_fingerprint(self.generator)
-        return self._generator_hash
-
     def _working_copy(self) -> Generator:
         """The generator being tuned, reset to the original weights."""
         device = self.generator.w_avg.device
@@ -237,16 +229,6 @@ class PTI(LightningModule):
         tuned.requires_grad_(False)
         tuned.synthesis_network.requires_grad_(True)
         return tuned
-
-    def _nscd(self) -> NSCDLoss:
-        device = self.generator.w_avg.device
-        if self._nscd_loss is None:
-            object.__setattr__(self, "_nscd_loss", NSCDLoss(
-                self.generator, reduction="none", num_samples=self.anchor_samples, seed=self.anchor_seed,
-                cache_dir=self.anchor_cache_dir))
-        if self._nscd_loss.anchor_0.device != device:
-            self._nscd_loss.to(device)
-        return self._nscd_loss
 
     def name_of(self, key: str) -> str:
         """Output name of image ``key`` (as the writers of both runs name it)."""
@@ -379,7 +361,7 @@ class PTI(LightningModule):
             deltas.append(result["delta"])
             codes.append(ws)
         ws = torch.cat(codes)
-        nscd_loss = self._nscd()
+        nscd_loss = self.nscd_loss
         with torch.no_grad():
             layers = nscd_distances(nscd_loss.affines(ws, dtype=torch.float32), nscd_loss.anchor_tensors,
                                     torch.float32)
