@@ -9,12 +9,13 @@ Importing this package never compiles anything.
 from lsap.ops.bias_act import bias_act
 from lsap.ops.impl import DEFAULT_IMPL, IMPLS, resolve_impl
 from lsap.ops.modulated_conv import modulated_conv2d
-from lsap.ops.upfirdn2d import filter2d, setup_filter, upfirdn2d, upsample2d
+from lsap.ops.upfirdn2d import downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
 
 __all__ = [
     "DEFAULT_IMPL",
     "IMPLS",
     "bias_act",
+    "downsample2d",
     "filter2d",
     "modulated_conv2d",
     "resolve_impl",

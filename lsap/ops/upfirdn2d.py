@@ -137,3 +137,20 @@ def upsample2d(
         py1 + (fh - up) // 2,
     ]
     return upfirdn2d(x, f, up=up, padding=pad, flip_filter=flip_filter, gain=gain * up * up, impl=impl)
+
+
+def downsample2d(
+    x: torch.Tensor, f: torch.Tensor, down: int = 2, padding: int | Sequence[int] = 0, flip_filter: bool = False,
+    gain: float = 1.0, impl: str | None = "ref",
+) -> torch.Tensor:
+    """Down-sample by ``down`` after low-passing with the FIR filter ``f``."""
+    fw = f.shape[-1]
+    fh = f.shape[0]
+    px0, px1, py0, py1 = _padding4(padding)
+    pad = [
+        px0 + (fw - down + 1) // 2,
+        px1 + (fw - down) // 2,
+        py0 + (fh - down + 1) // 2,
+        py1 + (fh - down) // 2,
+    ]
+    return upfirdn2d(x, f, down=down, padding=pad, flip_filter=flip_filter, gain=gain, impl=impl)

@@ -17,7 +17,7 @@ from lsap.data import ImageDataModule, SyntheticDataset
 from lsap.model import GeneratorSource
 from lsap.modules import LSAP_O
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def tiny_source() -> GeneratorSource:

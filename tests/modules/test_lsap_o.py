@@ -126,7 +126,7 @@ def test_ddp_predict_splits_images_across_two_processes(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    config = Path(__file__).resolve().parents[1] / "configs" / "optimize_demo.yaml"
+    config = Path(__file__).resolve().parents[2] / "configs" / "optimize_demo.yaml"
     out = tmp_path / "out"
     env = {**os.environ, "LSAP_CACHE_DIR": str(tmp_path / "cache")}
     args = [sys.executable, "-m", "lsap", "predict", "--config", str(config), "--trainer.devices", "2",

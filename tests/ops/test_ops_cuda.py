@@ -220,7 +220,7 @@ def test_build_hash_tracks_sources_and_targets(monkeypatch, tmp_path):
 def test_sources_exist_and_are_packaged():
     import tomllib
 
-    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
     patterns = pyproject["tool"]["setuptools"]["package-data"]["lsap.ops"]
     for names in _build.PLUGIN_SOURCES.values():
         for name in names:

@@ -16,7 +16,7 @@ from lsap.modules.lsap_e import progressive_stage
 
 from conftest import small_source
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "configs" / "demo.yaml"
 
 
