@@ -51,6 +51,20 @@ def channels_for(resolution: int, channel_base: int = 32768, channel_max: int = 
     return {2**i: min(channel_base // 2**i, channel_max) for i in range(2, log2 + 1)}
 
 
+def choose_fused_modconv(fused_modconv: bool | None, batch: int, device: torch.device) -> bool:
+    """Resolve ``fused_modconv=None`` for one call.
+
+    On CPU the shared-weight (non-fused) convolution was faster in every case measured
+    (bench/bench_generator.py, 2 threads: batch 1 and 4, with and without gradients), so
+    it is always chosen there. On GPUs, per-sample grouped kernels only pay off for a
+    single sample (as in NVlabs' implementation); bench/gpu_suite.py measures both to
+    confirm. Grad mode did not change the CPU ranking, so the rule ignores it.
+    """
+    if fused_modconv is not None:
+        return bool(fused_modconv)
+    return device.type != "cpu" and batch == 1
+
+
 class EqualLinear(nn.Module):
     """Fully connected layer with equalised learning rate (weights scaled at run time)."""
 
@@ -113,9 +127,9 @@ class StyledConv(nn.Module):
         self.up, self.resolution, self.conv_clamp = up, resolution, conv_clamp
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, resample_filter: torch.Tensor, noise_mode: NoiseMode,
-                noise: torch.Tensor | None, impl: str | None) -> torch.Tensor:
+                noise: torch.Tensor | None, impl: str | None, fused: bool = True) -> torch.Tensor:
         x = modulated_conv2d(x, self.weight * self.weight_gain, style, demodulate=True, up=2 if self.up else 1,
-                             resample_filter=resample_filter, impl=impl)
+                             resample_filter=resample_filter, fused=fused, impl=impl)
         if noise is None:
             if noise_mode == "const":
                 noise = self.noise_const
@@ -140,8 +154,8 @@ class ToRGB(nn.Module):
         self.weight_gain = 1 / math.sqrt(in_channels)
         self.resolution, self.conv_clamp = resolution, conv_clamp
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor, impl: str | None) -> torch.Tensor:
-        x = modulated_conv2d(x, self.weight * self.weight_gain, style, demodulate=False, impl=impl)
+    def forward(self, x: torch.Tensor, style: torch.Tensor, impl: str | None, fused: bool = True) -> torch.Tensor:
+        x = modulated_conv2d(x, self.weight * self.weight_gain, style, demodulate=False, fused=fused, impl=impl)
         return bias_act(x, self.bias, clamp=self.conv_clamp, impl=impl)
 
 
@@ -161,7 +175,8 @@ class SynthesisNetwork(nn.Module):
             self.convs.append(StyledConv(channels[res // 2], channels[res], w_dim, res, up=True, conv_clamp=conv_clamp))
             self.convs.append(StyledConv(channels[res], channels[res], w_dim, res, conv_clamp=conv_clamp))
             self.to_rgbs.append(ToRGB(channels[res], w_dim, res, img_channels, conv_clamp))
-        self.register_buffer("resample_filter", setup_filter([1, 3, 3, 1]), persistent=False)
+        # Separable taps: the reference upfirdn2d then filters in two cheap 1-D passes.
+        self.register_buffer("resample_filter", setup_filter([1, 3, 3, 1], separable=True), persistent=False)
 
         # Style layers in execution order: conv (4x4), toRGB, then per block conv, conv, toRGB.
         layers = [("convs", 0), ("to_rgbs", 0)]
@@ -201,7 +216,8 @@ class SynthesisNetwork(nn.Module):
         return list(self.convs)
 
     def forward_styles(self, styles: Sequence[torch.Tensor], noise_mode: NoiseMode = "const",
-                       noise: Sequence[torch.Tensor | None] | None = None, impl: str | None = "ref") -> torch.Tensor:
+                       noise: Sequence[torch.Tensor | None] | None = None, impl: str | None = "ref",
+                       fused_modconv: bool | None = None) -> torch.Tensor:
         if len(styles) != len(self.style_layers):
             raise ValueError(f"expected {len(self.style_layers)} style tensors (full S space), got {len(styles)}")
         batch = styles[0].shape[0]
@@ -215,19 +231,21 @@ class SynthesisNetwork(nn.Module):
         noise = noise if noise is not None else [None] * len(self.convs)
         dtype = styles[0].dtype
         f = self.resample_filter
+        fused = choose_fused_modconv(fused_modconv, batch, styles[0].device)
 
         x = self.const.to(dtype)[None].expand(batch, -1, -1, -1)
-        x = self.convs[0](x, by_name["convs.0"], f, noise_mode, noise[0], impl)
-        img = self.to_rgbs[0](x, by_name["to_rgbs.0"], impl)
+        x = self.convs[0](x, by_name["convs.0"], f, noise_mode, noise[0], impl, fused)
+        img = self.to_rgbs[0](x, by_name["to_rgbs.0"], impl, fused)
         for j in range(1, len(self.to_rgbs)):
             for c in (2 * j - 1, 2 * j):
-                x = self.convs[c](x, by_name[f"convs.{c}"], f, noise_mode, noise[c], impl)
-            img = upsample2d(img, f, impl=impl) + self.to_rgbs[j](x, by_name[f"to_rgbs.{j}"], impl)
+                x = self.convs[c](x, by_name[f"convs.{c}"], f, noise_mode, noise[c], impl, fused)
+            img = upsample2d(img, f, impl=impl) + self.to_rgbs[j](x, by_name[f"to_rgbs.{j}"], impl, fused)
         return img
 
     def forward(self, ws: torch.Tensor, noise_mode: NoiseMode = "const",
-                noise: Sequence[torch.Tensor | None] | None = None, impl: str | None = "ref") -> torch.Tensor:
-        return self.forward_styles(self.styles(ws), noise_mode, noise, impl)
+                noise: Sequence[torch.Tensor | None] | None = None, impl: str | None = "ref",
+                fused_modconv: bool | None = None) -> torch.Tensor:
+        return self.forward_styles(self.styles(ws), noise_mode, noise, impl, fused_modconv)
 
 
 class Generator(nn.Module):
@@ -254,6 +272,7 @@ class Generator(nn.Module):
         img_channels: int = 3,
         conv_clamp: float | None = None,
         impl: str = "ref",
+        fused_modconv: bool | None = None,
     ):
         super().__init__()
         if resolution < 4 or resolution & (resolution - 1):
@@ -270,7 +289,11 @@ class Generator(nn.Module):
             img_channels=img_channels, conv_clamp=conv_clamp,
         )
         self.resolution, self.z_dim, self.w_dim, self.img_channels = resolution, z_dim, w_dim, img_channels
+        # Execution choices, not architecture: ``impl`` ("ref", "cuda" or "auto", which is
+        # "ref" everywhere for now) and ``fused_modconv`` (None: per call, see
+        # ``choose_fused_modconv``).
         self.impl = impl
+        self.fused_modconv = fused_modconv
         self.mapping_network = MappingNetwork(z_dim, w_dim, mapping_layers, mapping_lr_mul)
         self.synthesis_network = SynthesisNetwork(resolution, channels, w_dim, img_channels, conv_clamp)
         self.num_ws = self.synthesis_network.num_ws
@@ -306,7 +329,7 @@ class Generator(nn.Module):
     def synthesis_from_styles(self, styles: Sequence[torch.Tensor], noise_mode: NoiseMode = "const",
                               noise: Sequence[torch.Tensor | None] | None = None) -> torch.Tensor:
         """G_S: image from the full list of style vectors."""
-        return self.synthesis_network.forward_styles(styles, noise_mode, noise, self.impl)
+        return self.synthesis_network.forward_styles(styles, noise_mode, noise, self.impl, self.fused_modconv)
 
     # ----- latent spaces -------------------------------------------------------------
     def mapping(self, z: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None) -> torch.Tensor:
@@ -325,7 +348,7 @@ class Generator(nn.Module):
         """Image ``[B, img_channels, R, R]`` (about [-1, 1]) from W ``[B, w_dim]`` or W+
         ``[B, num_ws, w_dim]``. ``noise`` (one map per conv, ``[B or 1, 1, r, r]``)
         overrides ``noise_mode``."""
-        return self.synthesis_network(ws, noise_mode, noise, self.impl)
+        return self.synthesis_network(ws, noise_mode, noise, self.impl, self.fused_modconv)
 
     def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
                 noise_mode: NoiseMode = "const") -> torch.Tensor:

@@ -12,6 +12,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from lsap.ops import _build
 from lsap.ops.impl import resolve_impl
 
 
@@ -65,13 +66,14 @@ def upfirdn2d(
         raise ValueError(f"upfirdn2d expects [N, C, H, W], got {tuple(x.shape)}")
     if f is None:
         f = torch.ones(1, 1, dtype=torch.float32, device=x.device)
+    up, down, padding = _pair(up), _pair(down), _padding4(padding)
+    if min(*up, *down) < 1:
+        raise ValueError(f"up and down must be >= 1, got up={up}, down={down}")
     if resolve_impl(impl, x) == "cuda":
-        from lsap.ops import _cuda
-
-        out = _cuda.upfirdn2d(x, f, _pair(up), _pair(down), _padding4(padding), flip_filter, gain)
+        out = upfirdn2d_cuda(x, f, up, down, padding, flip_filter, gain, _build.get_plugin("upfirdn2d"))
         if out is not None:
             return out
-    return _upfirdn2d_ref(x, f, _pair(up), _pair(down), _padding4(padding), flip_filter, gain)
+    return _upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain)
 
 
 def _upfirdn2d_ref(
@@ -83,31 +85,122 @@ def _upfirdn2d_ref(
     flip_filter: bool,
     gain: float,
 ) -> torch.Tensor:
+    """Pure-PyTorch upfirdn2d without materialised zero insertion.
+
+    Up-sampling by ``u`` followed by a convolution with ``f`` is a stride-``u`` transposed
+    convolution with ``f``; down-sampling is the stride of an ordinary convolution. A
+    separable (1-D) filter runs as two depthwise 1-D passes.
+    """
     upx, upy = up
     downx, downy = down
     px0, px1, py0, py1 = padding
-    n, c, h, w = x.shape
-
-    # Zero insertion.
-    x = x.reshape(n, c, h, 1, w, 1)
-    x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])
-    x = x.reshape(n, c, h * upy, w * upx)
-
-    # Pad, then crop for negative padding.
-    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
-
-    # conv2d correlates; flipping turns it into the convolution the filter describes.
+    c = x.shape[1]
     f = f.to(device=x.device, dtype=x.dtype)
     f = f * (gain ** (f.ndim / 2))
-    if not flip_filter:
-        f = f.flip(list(range(f.ndim)))
     if f.ndim == 2:
-        x = F.conv2d(x, f[None, None].repeat(c, 1, 1, 1), groups=c)
-    else:
-        x = F.conv2d(x, f[None, None, None, :].repeat(c, 1, 1, 1), groups=c)
-        x = F.conv2d(x, f[None, None, :, None].repeat(c, 1, 1, 1), groups=c)
-    return x[:, :, ::downy, ::downx]
+        h, w = x.shape[2] * upy + py0 + py1, x.shape[3] * upx + px0 + px1
+        if h < f.shape[0] or w < f.shape[1]:
+            raise ValueError(f"upfirdn2d: padded input {h}x{w} is smaller than the filter {tuple(f.shape)}")
+        return _fir_pass(x, f, (upy, upx), (downy, downx), (py0, py1), (px0, px1), flip_filter, c)
+    h, w = x.shape[2] * upy + py0 + py1, x.shape[3] * upx + px0 + px1
+    if h < f.shape[0] or w < f.shape[0]:
+        raise ValueError(f"upfirdn2d: padded input {h}x{w} is smaller than the filter {tuple(f.shape)}")
+    x = _fir_pass(x, f[None, :], (1, upx), (1, downx), (0, 0), (px0, px1), flip_filter, c)
+    return _fir_pass(x, f[:, None], (upy, 1), (downy, 1), (py0, py1), (0, 0), flip_filter, c)
+
+
+def _fir_pass(x, k, up, down, pad_y, pad_x, flip_filter, c):
+    """One depthwise FIR pass with 2-D taps ``k [kh, kw]`` (a 1-D pass has a unit axis)."""
+    kh, kw = k.shape
+    if up == (1, 1):
+        # Correlation with the flipped taps is the convolution ``f`` describes.
+        g = k if flip_filter else k.flip([0, 1])
+        x = F.pad(x, [pad_x[0], pad_x[1], pad_y[0], pad_y[1]])  # negative padding crops
+        return F.conv2d(x, g[None, None].expand(c, 1, kh, kw), stride=down, groups=c)
+    # Zero insertion + convolution with w == transposed convolution with w (stride = up).
+    wk = k.flip([0, 1]) if flip_filter else k
+    x = F.conv_transpose2d(x, wk[None, None].expand(c, 1, kh, kw), stride=up, groups=c)
+    # The transposed conv covers the zero-inserted signal fully convolved; move its window
+    # to the requested padding (front: p0 - k + 1, back: up + p1 - k; negative crops).
+    x = F.pad(x, [pad_x[0] - kw + 1, up[1] + pad_x[1] - kw, pad_y[0] - kh + 1, up[0] + pad_y[1] - kh])
+    if down != (1, 1):
+        x = x[:, :, :: down[0], :: down[1]]
+    return x
+
+# --------------------------------------------------------------------------------------
+# Accelerated path (impl="cuda"): a custom kernel doing zero insertion, padding, FIR
+# filtering and down-sampling in one pass. Its gradient is another upfirdn2d (filter
+# flipped, up and down swapped, padding adjusted), so it is differentiable to any order.
+# Filters get no gradient (they are fixed buffers).
+
+SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+class _UpFirDn2dCuda(torch.autograd.Function):
+    """``y = upfirdn2d(x)`` with ``g`` the 2-D correlation kernel (flipped and scaled)."""
+
+    @staticmethod
+    def forward(ctx, x, g, up, down, padding, plugin):
+        (upx, upy), (downx, downy), (px0, px1, py0, py1) = up, down, padding
+        y = plugin.upfirdn2d(x.contiguous(), g, upx, upy, downx, downy, px0, px1, py0, py1)
+        ctx.g, ctx.plugin = g, plugin
+        ctx.params = (up, down, padding, x.shape)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        up, down, padding, in_shape = ctx.params
+        grad_padding = _grad_padding(up, down, padding, in_shape, dy.shape, ctx.g.shape)
+        dx = _UpFirDn2dCuda.apply(dy, ctx.g.flip([0, 1]), down, up, grad_padding, ctx.plugin)
+        return dx, None, None, None, None, None
+
+
+def _grad_padding(up, down, padding, in_shape, out_shape, filter_shape):
+    """Padding of the upfirdn2d that computes the input gradient.
+
+    Forward: ``y[o] = sum_t u[o * down + t - p0] * g[t]`` (u: x up-sampled). Its adjoint
+    up-samples ``dy`` by ``down``, correlates with the flipped ``g`` after padding by
+    ``f - 1 - p0`` in front, and keeps every ``up``-th sample; the back padding makes the
+    result exactly as large as ``x``.
+    """
+    (upx, upy), (downx, downy), (px0, _, py0, _) = up, down, padding
+    ih, iw = in_shape[2], in_shape[3]
+    oh, ow = out_shape[2], out_shape[3]
+    fh, fw = filter_shape
+    return (
+        fw - 1 - px0,
+        iw * upx - ow * downx + px0 - upx + 1,
+        fh - 1 - py0,
+        ih * upy - oh * downy + py0 - upy + 1,
+    )
+
+
+def _correlation_kernel(f: torch.Tensor, x: torch.Tensor, flip_filter: bool, gain: float) -> torch.Tensor:
+    """The 2-D kernel the CUDA code correlates with, scaled like the reference."""
+    f = f.to(device=x.device, dtype=x.dtype)
+    f = f * (gain ** (f.ndim / 2))
+    if f.ndim == 1:
+        f = f[:, None] * f[None, :]  # separable taps: the same filter along y and x
+    if not flip_filter:
+        f = f.flip([0, 1])
+    kernel_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    return f.to(kernel_dtype).contiguous()
+
+
+def upfirdn2d_cuda(x, f, up, down, padding, flip_filter, gain, plugin):
+    """The accelerated op with a given compiled ``plugin``; ``None`` when it cannot handle
+    the case (no plugin, CPU tensor, unsupported dtype or argument), so the caller uses
+    the reference path."""
+    if plugin is None or x.ndim != 4 or x.dtype not in SUPPORTED_DTYPES:
+        return None
+    if f.requires_grad or f.ndim not in (1, 2) or f.numel() == 0 or f.device != x.device:
+        return None
+    fh, fw = (f.shape[0], f.shape[-1])
+    px0, px1, py0, py1 = padding
+    if x.shape[2] * up[1] + py0 + py1 < fh or x.shape[3] * up[0] + px0 + px1 < fw:
+        return None  # let the reference raise its error
+    g = _correlation_kernel(f, x, flip_filter, gain)
+    return _UpFirDn2dCuda.apply(x, g, tuple(up), tuple(down), tuple(padding), plugin)
 
 
 def filter2d(

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
@@ -22,13 +21,9 @@ import pytest
 import torch
 
 from lsap.model import Generator
-from lsap.ops import _build, _cuda, bias_act, modulated_conv2d, setup_filter, upfirdn2d
-from lsap.ops.upfirdn2d import _upfirdn2d_ref
-
-# The package re-exports functions under the submodules' names; fetch the modules.
-upfirdn2d_mod = importlib.import_module("lsap.ops.upfirdn2d")
-bias_act_mod = importlib.import_module("lsap.ops.bias_act")
-modconv_mod = importlib.import_module("lsap.ops.modulated_conv")
+from lsap.ops import _build, bias_act, modulated_conv2d, setup_filter, upfirdn2d
+from lsap.ops.bias_act import bias_act_cuda
+from lsap.ops.upfirdn2d import _upfirdn2d_ref, upfirdn2d_cuda
 
 HAS_CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
@@ -141,16 +136,14 @@ def test_failed_build_warns_once_per_op_and_is_not_retried(monkeypatch, clean_bu
     assert len(rec) == 1 and "bias_act" in str(rec[0].message)
     assert len(calls) == 2
 
-    # The op entry points (as seen by a CUDA tensor) now return None -> reference path,
+    # The op entry points (as seen by a CUDA tensor) now get no plugin -> reference path,
     # silently and without building again.
-    monkeypatch.setattr(_cuda, "_on_cuda", lambda x: True)
     x = torch.randn(1, 2, 6, 6)
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
-        assert _cuda.upfirdn2d(x, setup_filter([1, 3, 3, 1]), (2, 2), (1, 1), (2, 1, 2, 1), False, 4.0) is None
-        assert _cuda.bias_act(x, torch.zeros(2), 1, "lrelu", 0.2, 2**0.5, None) is None
-        assert _cuda.modulated_conv2d(x, torch.randn(3, 2, 3, 3), torch.ones(1, 2), True, 2,
-                                      setup_filter([1, 3, 3, 1])) is None
+        plugin_u, plugin_b = _build.get_plugin("upfirdn2d"), _build.get_plugin("bias_act")
+        assert upfirdn2d_cuda(x, setup_filter([1, 3, 3, 1]), (2, 2), (1, 1), (2, 1, 2, 1), False, 4.0, plugin_u) is None
+        assert bias_act_cuda(x, torch.zeros(2), 1, "lrelu", 0.2, 2**0.5, None, plugin_b) is None
     assert rec == [] and len(calls) == 2
 
 
@@ -279,15 +272,24 @@ class _FakeBiasActPlugin:
 
 
 @pytest.fixture
-def fake_kernels(monkeypatch):
-    """Route impl='cuda' on CPU tensors through the autograd Functions of ``_cuda`` with
-    pure-PyTorch kernels."""
-    plugins = {"upfirdn2d": _FakeUpFirDn2dPlugin(), "bias_act": _FakeBiasActPlugin()}
-    monkeypatch.setattr(_build, "get_plugin", lambda name: plugins[name])
-    monkeypatch.setattr(_cuda, "_on_cuda", lambda x: True)
-    for mod in (upfirdn2d_mod, bias_act_mod, modconv_mod):
-        monkeypatch.setattr(mod, "resolve_impl", lambda impl, x: "ref" if impl in (None, "auto") else impl)
-    return plugins
+def fake_kernels():
+    """Pure-PyTorch stand-ins for the compiled plugins, passed to the accelerated entry
+    points (``upfirdn2d_cuda``, ``bias_act_cuda``) as arguments, so their autograd wiring
+    runs on CPU tensors."""
+    return {"upfirdn2d": _FakeUpFirDn2dPlugin(), "bias_act": _FakeBiasActPlugin()}
+
+
+def _upfirdn2d_fake(plugins, x, f, up=1, down=1, padding=0, flip_filter=False, gain=1.0):
+    def pair(v):
+        return (v, v) if isinstance(v, int) else tuple(v)
+
+    pad = (padding,) * 4 if isinstance(padding, int) else tuple(padding)
+    return upfirdn2d_cuda(x, f, pair(up), pair(down), pad, flip_filter, gain, plugins["upfirdn2d"])
+
+
+def _bias_act_fake(plugins, x, b, dim=1, act="linear", alpha=0.2, gain=None, clamp=None):
+    gain = {"linear": 1.0}.get(act, 2**0.5) if gain is None else gain
+    return bias_act_cuda(x, b, dim, act, alpha, gain, clamp, plugins["bias_act"])
 
 
 UPFIRDN_CASES = [
@@ -318,7 +320,7 @@ def test_upfirdn2d_function_matches_ref_with_fake_kernel(fake_kernels, case):
     torch.manual_seed(1)
     x = torch.randn(2, 3, 7, 6, dtype=torch.float64, requires_grad=True)
     y_ref = upfirdn2d(x, f, up=up, down=down, padding=padding, flip_filter=flip, gain=gain, impl="ref")
-    y = upfirdn2d(x, f, up=up, down=down, padding=padding, flip_filter=flip, gain=gain, impl="cuda")
+    y = _upfirdn2d_fake(fake_kernels, x, f, up=up, down=down, padding=padding, flip_filter=flip, gain=gain)
     assert fake_kernels["upfirdn2d"].calls == 1
     assert y.shape == y_ref.shape
     torch.testing.assert_close(y, y_ref)
@@ -332,7 +334,7 @@ def test_upfirdn2d_function_matches_ref_with_fake_kernel(fake_kernels, case):
 def test_upfirdn2d_function_gradcheck_and_double_backward(fake_kernels):
     f = _asym_filter([1, 2, 5, 3], True).double()
     x = torch.randn(1, 2, 5, 4, dtype=torch.float64, requires_grad=True)
-    fn = lambda t: _cuda.upfirdn2d(t, f, (2, 2), (1, 2), (2, 1, 1, 2), False, 3.0)  # noqa: E731
+    fn = lambda t: upfirdn2d_cuda(t, f, (2, 2), (1, 2), (2, 1, 1, 2), False, 3.0, fake_kernels["upfirdn2d"])  # noqa: E731
     assert torch.autograd.gradcheck(fn, (x,))
     assert torch.autograd.gradgradcheck(fn, (x,))
 
@@ -345,7 +347,7 @@ def test_bias_act_function_matches_ref_with_fake_kernel(fake_kernels, act, clamp
     x = torch.randn(3, 4, 5, 2, dtype=torch.float64, requires_grad=True)
     b = torch.randn(x.shape[dim], dtype=torch.float64, requires_grad=True)
     y_ref = bias_act(x, b, dim=dim, act=act, clamp=clamp, impl="ref")
-    y = bias_act(x, b, dim=dim, act=act, clamp=clamp, impl="cuda")
+    y = _bias_act_fake(fake_kernels, x, b, dim=dim, act=act, clamp=clamp)
     assert fake_kernels["bias_act"].calls == 1
     torch.testing.assert_close(y, y_ref)
     dy = torch.randn_like(y)
@@ -356,7 +358,7 @@ def test_bias_act_function_matches_ref_with_fake_kernel(fake_kernels, act, clamp
     # Second order (what gradient penalties differentiate): d(gx . v)/d(dy) is act'(y) v.
     v = torch.randn_like(gx)
     dyy = dy.clone().requires_grad_(True)
-    (gx1,) = torch.autograd.grad(bias_act(x, b, dim=dim, act=act, clamp=clamp, impl="cuda"), x, dyy,
+    (gx1,) = torch.autograd.grad(_bias_act_fake(fake_kernels, x, b, dim=dim, act=act, clamp=clamp), x, dyy,
                                  create_graph=True)
     (gx1_ref,) = torch.autograd.grad(bias_act(x, b, dim=dim, act=act, clamp=clamp, impl="ref"), x, dyy,
                                      create_graph=True)
@@ -369,70 +371,29 @@ def test_bias_act_function_gradcheck(fake_kernels):
     x = torch.randn(2, 3, 4, dtype=torch.float64)
     x = torch.where(x.abs() < 0.05, x + 0.1, x).requires_grad_(True)  # away from the kink
     b = torch.randn(3, dtype=torch.float64, requires_grad=True)
-    fn = lambda t, bb: _cuda.bias_act(t, bb, 1, "lrelu", 0.2, 1.7, 10.0)  # noqa: E731
+    fn = lambda t, bb: bias_act_cuda(t, bb, 1, "lrelu", 0.2, 1.7, 10.0, fake_kernels["bias_act"])  # noqa: E731
     assert torch.autograd.gradcheck(fn, (x, b))
     assert torch.autograd.gradgradcheck(fn, (x, b))
 
 
 def test_bias_act_without_bias_and_linear(fake_kernels):
     x = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
-    y = bias_act(x, None, act="linear", gain=3.0, impl="cuda")
+    y = _bias_act_fake(fake_kernels, x, None, act="linear", gain=3.0)
     torch.testing.assert_close(y, x * 3.0)
     (g,) = torch.autograd.grad(y.sum(), x)
     torch.testing.assert_close(g, torch.full_like(x, 3.0))
 
 
-@pytest.mark.parametrize("strategy", ["grouped", "batched"])
-@pytest.mark.parametrize("up,demod,k", [(1, True, 3), (2, True, 3), (1, False, 1), (2, False, 3)])
-def test_modulated_conv_matches_ref_with_fake_kernel(fake_kernels, monkeypatch, strategy, up, demod, k):
-    monkeypatch.setattr(_cuda, "MODCONV_STRATEGY", strategy)
-    torch.manual_seed(3)
-    f = setup_filter([1, 3, 3, 1]).double()
-    x = torch.randn(3, 4, 6, 6, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(5, 4, k, k, dtype=torch.float64, requires_grad=True)
-    s = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
-    y_ref = modulated_conv2d(x, w, s, demodulate=demod, up=up, resample_filter=f, impl="ref")
-    y = modulated_conv2d(x, w, s, demodulate=demod, up=up, resample_filter=f, impl="cuda")
-    torch.testing.assert_close(y, y_ref)
-    assert fake_kernels["upfirdn2d"].calls == (1 if up == 2 else 0)
-    dy = torch.randn_like(y)
-    for g, g_ref in zip(torch.autograd.grad(y, (x, w, s), dy), torch.autograd.grad(y_ref, (x, w, s), dy)):
-        torch.testing.assert_close(g, g_ref)
-
-
-def test_unknown_modconv_strategy_is_an_error(fake_kernels, monkeypatch):
-    monkeypatch.setattr(_cuda, "MODCONV_STRATEGY", "winograd")
-    with pytest.raises(ValueError, match="MODCONV_STRATEGY"):
-        modulated_conv2d(torch.randn(1, 2, 4, 4), torch.randn(3, 2, 3, 3), torch.ones(1, 2), impl="cuda")
-
-
-@pytest.mark.parametrize("strategy", ["grouped", "batched"])
-def test_generator_matches_ref_with_fake_kernels(fake_kernels, monkeypatch, strategy):
-    monkeypatch.setattr(_cuda, "MODCONV_STRATEGY", strategy)
-    g = _tiny_generator().double()
-    ws = torch.randn(2, g.num_ws, g.w_dim, dtype=torch.float64, requires_grad=True)
-    g.impl = "ref"
-    img_ref = g.synthesis(ws)
-    grads_ref = torch.autograd.grad(img_ref.square().sum(), [ws, *g.parameters()], allow_unused=True)
-    g.impl = "cuda"
-    img = g.synthesis(ws)
-    grads = torch.autograd.grad(img.square().sum(), [ws, *g.parameters()], allow_unused=True)
-    assert fake_kernels["bias_act"].calls > 0 and fake_kernels["upfirdn2d"].calls > 0
-    torch.testing.assert_close(img, img_ref)
-    for a, r in zip(grads, grads_ref):
-        assert (a is None) == (r is None)
-        if a is not None:
-            torch.testing.assert_close(a, r)
-
-
 def test_unsupported_cases_return_none(fake_kernels):
     x = torch.randn(1, 2, 5, 5)
     f = setup_filter([1, 3, 3, 1])
-    assert _cuda.upfirdn2d(x.int(), f, (1, 1), (1, 1), (0, 0, 0, 0), False, 1.0) is None
-    assert _cuda.upfirdn2d(x, f.clone().requires_grad_(True), (1, 1), (1, 1), (0, 0, 0, 0), False, 1.0) is None
-    assert _cuda.upfirdn2d(x, f, (1, 1), (1, 1), (-3, -3, 0, 0), False, 1.0) is None  # nothing left to filter
-    assert _cuda.bias_act(x, None, 1, "lrelu", 0.2, -1.0, None) is None  # negative gain
-    assert _cuda.bias_act(x, None, 1, "gelu", 0.2, 1.0, None) is None
+    pu, pb = fake_kernels["upfirdn2d"], fake_kernels["bias_act"]
+    assert upfirdn2d_cuda(x.int(), f, (1, 1), (1, 1), (0, 0, 0, 0), False, 1.0, pu) is None
+    assert upfirdn2d_cuda(x, f.clone().requires_grad_(True), (1, 1), (1, 1), (0, 0, 0, 0), False, 1.0, pu) is None
+    assert upfirdn2d_cuda(x, f, (1, 1), (1, 1), (-3, -3, 0, 0), False, 1.0, pu) is None  # nothing left to filter
+    assert upfirdn2d_cuda(x, f, (1, 1), (1, 1), (0, 0, 0, 0), False, 1.0, None) is None  # no plugin
+    assert bias_act_cuda(x, None, 1, "lrelu", 0.2, -1.0, None, pb) is None  # negative gain
+    assert bias_act_cuda(x, None, 1, "gelu", 0.2, 1.0, None, pb) is None
     assert fake_kernels["upfirdn2d"].calls == 0 and fake_kernels["bias_act"].calls == 0
 
 
@@ -500,7 +461,7 @@ def test_upfirdn2d_cuda_noncontiguous_large_and_gradcheck(cuda_device):
                                    rtol=1e-5, atol=1e-5)
     fd = _asym_filter([1, 2, 5, 3], True).double().to(cuda_device)
     xd = torch.randn(1, 2, 5, 4, dtype=torch.float64, device=cuda_device, requires_grad=True)
-    fn = lambda t: _cuda.upfirdn2d(t, fd, (2, 2), (1, 2), (2, 1, 1, 2), False, 3.0)  # noqa: E731
+    fn = lambda t: upfirdn2d_cuda(t, fd, (2, 2), (1, 2), (2, 1, 1, 2), False, 3.0, _build.get_plugin("upfirdn2d"))  # noqa: E731
     assert torch.autograd.gradcheck(fn, (xd,))
     assert torch.autograd.gradgradcheck(fn, (xd,))
 
@@ -533,7 +494,7 @@ def test_bias_act_cuda_double_backward_and_nan(cuda_device):
     x = torch.randn(2, 3, 4, dtype=torch.float64, device=cuda_device)
     x = torch.where(x.abs() < 0.05, x + 0.1, x).requires_grad_(True)
     b = torch.randn(3, dtype=torch.float64, device=cuda_device, requires_grad=True)
-    fn = lambda t, bb: _cuda.bias_act(t, bb, 1, "lrelu", 0.2, 1.7, 10.0)  # noqa: E731
+    fn = lambda t, bb: bias_act_cuda(t, bb, 1, "lrelu", 0.2, 1.7, 10.0, _build.get_plugin("bias_act"))  # noqa: E731
     assert torch.autograd.gradcheck(fn, (x, b))
     assert torch.autograd.gradgradcheck(fn, (x, b))
     z = torch.tensor([float("nan"), -1.0, 2.0], device=cuda_device)
@@ -544,17 +505,16 @@ def test_bias_act_cuda_double_backward_and_nan(cuda_device):
 
 @pytest.mark.cuda
 @needs_cuda
-@pytest.mark.parametrize("strategy", ["grouped", "batched"])
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("up,demod,k", [(1, True, 3), (2, True, 3), (1, False, 1)])
-def test_modulated_conv_cuda_matches_ref(cuda_device, monkeypatch, strategy, up, demod, k):
-    monkeypatch.setattr(_cuda, "MODCONV_STRATEGY", strategy)
+def test_modulated_conv_cuda_matches_ref(cuda_device, fused, up, demod, k):
     torch.manual_seed(6)
     f = setup_filter([1, 3, 3, 1]).to(cuda_device)
     x = torch.randn(4, 16, 9, 9, device=cuda_device, requires_grad=True)
     w = (torch.randn(24, 16, k, k, device=cuda_device) / (16 * k * k) ** 0.5).requires_grad_(True)
     s = (torch.randn(4, 16, device=cuda_device) + 1).requires_grad_(True)
-    y = modulated_conv2d(x, w, s, demodulate=demod, up=up, resample_filter=f, impl="cuda")
-    y_ref = modulated_conv2d(x, w, s, demodulate=demod, up=up, resample_filter=f, impl="ref")
+    y = modulated_conv2d(x, w, s, demodulate=demod, up=up, resample_filter=f, fused=fused, impl="cuda")
+    y_ref = modulated_conv2d(x, w, s, demodulate=demod, up=up, resample_filter=f, fused=fused, impl="ref")
     torch.testing.assert_close(y, y_ref, rtol=1e-4, atol=1e-4)
     dy = torch.randn_like(y)
     for g, g_ref in zip(torch.autograd.grad(y, (x, w, s), dy), torch.autograd.grad(y_ref, (x, w, s), dy)):
@@ -563,10 +523,9 @@ def test_modulated_conv_cuda_matches_ref(cuda_device, monkeypatch, strategy, up,
 
 @pytest.mark.cuda
 @needs_cuda
-@pytest.mark.parametrize("strategy", ["grouped", "batched"])
-def test_generator_cuda_matches_ref(cuda_device, monkeypatch, strategy):
-    monkeypatch.setattr(_cuda, "MODCONV_STRATEGY", strategy)
-    g = _tiny_generator(conv_clamp=256.0).to(cuda_device)
+@pytest.mark.parametrize("fused", [True, False])
+def test_generator_cuda_matches_ref(cuda_device, fused):
+    g = _tiny_generator(conv_clamp=256.0, fused_modconv=fused).to(cuda_device)
     ws = torch.randn(3, g.num_ws, g.w_dim, device=cuda_device, requires_grad=True)
     g.impl = "ref"
     img_ref = g.synthesis(ws, noise_mode="const")
@@ -587,11 +546,11 @@ def test_generator_cuda_matches_ref(cuda_device, monkeypatch, strategy):
 def test_prepared_filter_follows_in_place_changes(fake_kernels):
     f = setup_filter([1, 3, 3, 1])
     x = torch.randn(1, 2, 6, 6)
-    a = _cuda.upfirdn2d(x, f, (1, 1), (1, 1), (1, 2, 1, 2), False, 1.0)
-    assert torch.equal(_cuda.upfirdn2d(x, f, (1, 1), (1, 1), (1, 2, 1, 2), False, 1.0), a)
+    a = upfirdn2d_cuda(x, f, (1, 1), (1, 1), (1, 2, 1, 2), False, 1.0, fake_kernels["upfirdn2d"])
+    assert torch.equal(upfirdn2d_cuda(x, f, (1, 1), (1, 1), (1, 2, 1, 2), False, 1.0, fake_kernels["upfirdn2d"]), a)
     with torch.no_grad():
         f.mul_(2)
-    b = _cuda.upfirdn2d(x, f, (1, 1), (1, 1), (1, 2, 1, 2), False, 1.0)
+    b = upfirdn2d_cuda(x, f, (1, 1), (1, 1), (1, 2, 1, 2), False, 1.0, fake_kernels["upfirdn2d"])
     torch.testing.assert_close(b, 2 * a)
     torch.testing.assert_close(b, upfirdn2d(x, f, padding=(1, 2, 1, 2), impl="ref"))
 
@@ -600,5 +559,5 @@ def test_inference_mode_filters_work(fake_kernels):
     with torch.inference_mode():
         f = setup_filter([1, 3, 3, 1])
         x = torch.randn(1, 2, 6, 6)
-        y = _cuda.upfirdn2d(x, f, (2, 2), (1, 1), (2, 1, 2, 1), False, 4.0)
+        y = upfirdn2d_cuda(x, f, (2, 2), (1, 1), (2, 1, 2, 1), False, 4.0, fake_kernels["upfirdn2d"])
         torch.testing.assert_close(y, upfirdn2d(x, f, up=2, padding=(2, 1, 2, 1), gain=4, impl="ref"))
