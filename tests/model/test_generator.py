@@ -136,3 +136,37 @@ def test_channel_multiplier_follows_rosinality_convention():
         g1 = Generator(resolution=256, channel_multiplier=1)
     assert g2.config["channels"] == {4: 512, 8: 512, 16: 512, 32: 512, 64: 512, 128: 256, 256: 128, 512: 64, 1024: 32}
     assert g1.config["channels"] == {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64}
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_proposition_1_holds_for_both_modconv_layouts(fused):
+    g = small_source(resolution=16).build().double()
+    g.fused_modconv = fused
+    ws = torch.randn(2, g.num_ws, g.w_dim, dtype=torch.float64) + g.w_avg
+    styles = g.styles(ws)
+    base = g.synthesis_from_styles(styles)
+    for i, layer in enumerate(g.style_layers):
+        if layer.demodulated:
+            scaled = [s * (0.3 if j == i else 1.0) for j, s in enumerate(styles)]
+            assert (g.synthesis_from_styles(scaled) - base).abs().max().item() < 1e-6, layer.name
+
+
+def test_fused_and_non_fused_generators_agree_with_gradients():
+    gens = [small_source(resolution=16).build().double().requires_grad_(True) for _ in range(2)]
+    gens[0].fused_modconv, gens[1].fused_modconv = True, False
+    ws = torch.randn(3, gens[0].num_ws, gens[0].w_dim, dtype=torch.float64, requires_grad=True)
+    imgs = [g.synthesis(ws) for g in gens]
+    torch.testing.assert_close(imgs[0], imgs[1], rtol=1e-10, atol=1e-10)
+    grads = [torch.autograd.grad(img.square().sum(), [ws, *g.synthesis_network.parameters()])
+             for g, img in zip(gens, imgs)]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+
+
+def test_auto_fused_modconv_rule_is_an_argument_not_a_switch():
+    from lsap.model.generator import choose_fused_modconv
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert choose_fused_modconv(True, 8, cpu) and not choose_fused_modconv(False, 1, gpu)
+    assert not choose_fused_modconv(None, 1, cpu) and not choose_fused_modconv(None, 8, cpu)
+    assert choose_fused_modconv(None, 1, gpu) and not choose_fused_modconv(None, 8, gpu)
