@@ -152,3 +152,19 @@ def test_every_path_on_gpu_matches_cpu_float64(fused, impl, up, demodulate):
                                    demodulate=demodulate, up=up, resample_filter=f.to(device), fused=fused, impl=impl)
         err = (out.double().cpu() - ref).abs().max() / ref.abs().max()
         assert err < tol, (dtype, err)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("up", [1, 2])
+def test_fp16_autocast_with_large_styles_stays_finite_and_close(fused, up):
+    """Styles of magnitude ~1e4 would push x * s past float16's range (65504) in the
+    non-fused layout; demodulated convs first divide the styles by their largest magnitude
+    (demodulation cancels that scale). float16 keeps 11 mantissa bits: 1e-2 relative."""
+    f = setup_filter([1, 3, 3, 1], separable=True)
+    x, w, s = _modconv_inputs(dtype=torch.float32)
+    x, s = x * 30, s * 1e4
+    ref = modulated_conv2d(x, w, s, up=up, resample_filter=f, fused=fused)
+    with torch.autocast("cpu", dtype=torch.float16):
+        low = modulated_conv2d(x, w, s, up=up, resample_filter=f, fused=fused)
+    assert low.dtype == torch.float16 and torch.isfinite(low).all()
+    assert (low.float() - ref).abs().max() / ref.abs().max() < 1e-2
