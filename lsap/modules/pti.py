@@ -31,19 +31,13 @@ from lightning.pytorch import LightningModule
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from lsap.callbacks.prediction_writer import (
-    CODES_DIR,
-    dataset_root,
-    load_code,
-    output_name,
-    pending_batch,
-)
 from lsap.data.images import derive_seed
 from lsap.losses import L2Loss, LPIPSLoss
 from lsap.modules.generator_stats import FrozenGeneratorStats
 from lsap.metrics import generator_fingerprint, nscd_distances
 from lsap.model import Generator, GeneratorSource
 from lsap.modules.lsap_o import require_grad_mode, to_resolution
+from lsap.results import InversionPrediction, InversionResults, batch_names, split_pending
 
 __all__ = ["PTI", "PTI_DELTA_FORMAT", "apply_pti_delta", "load_pti_delta", "make_pti_delta"]
 
@@ -199,6 +193,7 @@ class PTI(FrozenGeneratorStats, LightningModule):
         self.lpips = lpips.requires_grad_(False) if lpips is not None else None
         self.l2 = L2Loss(reduction="none")
         self.pivots_dir = Path(pivots_dir)
+        self.pivots = InversionResults(self.pivots_dir)
         self.input_root = input_root
         self.num_steps, self.learning_rate, self.betas = num_steps, learning_rate, tuple(betas)
         self.lambda_l2, self.lambda_lpips = lambda_l2, lambda_lpips if lpips is not None else 0.0
@@ -230,23 +225,15 @@ class PTI(FrozenGeneratorStats, LightningModule):
         tuned.synthesis_network.requires_grad_(True)
         return tuned
 
-    def name_of(self, key: str) -> str:
-        """Output name of image ``key`` (as the writers of both runs name it)."""
-        root = self.input_root if self.input_root is not None else dataset_root(self._trainer)
-        return output_name(key, root)
-
-    def pivot_path(self, key: str) -> Path:
-        return self.pivots_dir / CODES_DIR / f"{self.name_of(key)}.pt"
-
-    def load_pivot(self, key: str) -> dict[str, Any]:
-        """The pivot code file of image ``key`` (checked against this generator)."""
-        path = self.pivot_path(key)
+    def load_pivot(self, name: str) -> dict[str, Any]:
+        """The pivot code of the image named ``name`` (checked against this generator)."""
+        path = self.pivots.code_path(name)
         if not path.is_file():
             raise FileNotFoundError(
-                f"no pivot for '{key}': expected '{path}'. Run an embedding (LSAP_O or LSAP_E) with an "
+                f"no pivot for '{name}': expected '{path}'. Run an embedding (LSAP_O or LSAP_E) with an "
                 f"InversionWriter whose output_dir is '{self.pivots_dir}' first"
             )
-        pivot = load_code(path)
+        pivot = self.pivots.load_code(name)
         made_with = (pivot.get("meta") or {}).get("generator_hash")
         if made_with is not None and made_with != self.generator_hash:
             raise ValueError(f"pivot '{path}' was embedded with another generator than PTI's (fingerprints differ)")
@@ -341,19 +328,22 @@ class PTI(FrozenGeneratorStats, LightningModule):
                       "steps": torch.tensor([float(steps)], device=device)}
         return {"image": reconstruction, "losses": losses_out, "delta": delta}
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> InversionPrediction:
         require_grad_mode(type(self).__name__)
-        todo, out = pending_batch(self._trainer, batch)
+        todo, out = split_pending(batch)
         if not todo:
             return out
-        pivots = [self.load_pivot(key) for key in out["path"]]
+        # Named as the writers of both runs name them (relative to input_root, or to the data set's folder).
+        all_names = batch_names(batch, self.input_root)
+        names = [all_names[i] for i in todo]
+        pivots = [self.load_pivot(name) for name in names]
         use_noise = self.use_pivot_noise and all(p.get("noise") is not None for p in pivots)
         images, losses, deltas, codes = [], [], [], []
         mask = batch.get("mask")
         for position, (i, pivot) in enumerate(zip(todo, pivots)):
             ws = pivot["ws"][None].to(self.generator.w_avg.device)
             noise = pivot["noise"] if use_noise else None
-            result = self.tune(batch["image"][i:i + 1], ws, self.name_of(out["path"][position]), noise=noise,
+            result = self.tune(batch["image"][i:i + 1], ws, names[position], noise=noise,
                                mask=mask[i:i + 1] if mask is not None else None,
                                description=f"PTI {position + 1}/{len(todo)} (batch {batch_idx})")
             images.append(result["image"])

@@ -11,7 +11,8 @@ import torch
 from lightning.pytorch import Trainer
 from PIL import Image
 
-from lsap.callbacks import InversionWriter, load_code
+from lsap.callbacks import InversionWriter
+from lsap.results import load_code
 from lsap.data import ImageDataModule, SyntheticDataset
 from lsap.losses import LPIPSLoss
 from lsap.model import GeneratorSource
