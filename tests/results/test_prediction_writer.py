@@ -188,14 +188,15 @@ class ParseOnlyCLI(LightningCLI):
         pass
 
 
-@pytest.mark.parametrize("name", ["optimize_face", "optimize_car", "optimize_church", "optimize_demo"])
+@pytest.mark.parametrize("name", ["optimize_face", "optimize_car", "optimize_church", "optimize_demo", "pti_face",
+                                  "pti_demo"])
 def test_configs_match_the_signatures(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.argv", ["lsap"])
     cli = ParseOnlyCLI(LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
                        run=False, args=["--config", str(CONFIGS / f"{name}.yaml")])
     config = cli.config
     assert config.trainer.inference_mode is False
-    assert config.model.class_path == "lsap.modules.LSAP_O"
+    assert config.model.class_path == ("lsap.modules.PTI" if name.startswith("pti") else "lsap.modules.LSAP_O")
     assert config.trainer.callbacks[0].class_path == "lsap.callbacks.InversionWriter"
 
 
