@@ -17,7 +17,7 @@ import lpips as lpips_package
 import torch
 from torch import Tensor, nn
 
-from lsap.io import load_weights_file
+from lsap.io import WeightsMismatchError, load_weights_file
 from lsap.losses.reconstruction import (
     Box,
     Reduction,
@@ -54,7 +54,7 @@ def torchvision_features_to_lpips(
     ``slice2.3.weight`` for AlexNet. The classifier head is not used and is ignored.
 
     Raises:
-        KeyError: if a backbone parameter has no counterpart in ``state_dict``.
+        WeightsMismatchError: if a backbone parameter has no counterpart in ``state_dict``.
         ValueError: if a tensor's shape differs from the backbone's.
     """
     expected = lpips_backbone.state_dict()
@@ -68,13 +68,13 @@ def torchvision_features_to_lpips(
             continue
         tensor = state_dict[source_key]
         if tensor.shape != reference.shape:
-            raise ValueError(
+            raise WeightsMismatchError(
                 f"backbone tensor {source_key!r} has shape {tuple(tensor.shape)}, "
                 f"expected {tuple(reference.shape)} (for {slice_name}.{layer_index}.{tensor_name})"
             )
         renamed[lpips_key] = tensor
     if missing:
-        raise KeyError(
+        raise WeightsMismatchError(
             f"backbone state dict lacks {len(missing)} tensor(s) the LPIPS network needs: {missing}"
         )
     return renamed

@@ -24,7 +24,7 @@ from typing import Any, Mapping
 
 import torch
 
-from lsap.io import CheckpointError, load_weights_file, missing_file_error
+from lsap.io import CheckpointError, load_weights_file, missing_file_error, strip_module_prefix
 from lsap.model.generator import Generator
 from lsap.model.safe_pickle import PersistentObject, UnsafeCheckpointError, safe_load_pickle
 
@@ -144,7 +144,7 @@ def generator_from_state_dict(
     nvlabs_kwargs: Mapping[str, Any] | None = None,
 ) -> Generator:
     """Build a generator from a rosinality or NVlabs state dict (``module.`` prefixes allowed)."""
-    sd = {re.sub(r"^(module\.)+", "", k): v for k, v in state_dict.items()}
+    sd = strip_module_prefix(state_dict)
     if "synthesis.b4.const" in sd:
         return _from_nvlabs(sd, nvlabs_kwargs or {})
     if "input.input" in sd and "conv1.conv.weight" in sd:
