@@ -180,6 +180,18 @@ def test_writer_files_and_resume(tmp_path: Path) -> None:
     assert json.loads((out / "summary.json").read_text())["num_images"] == 3
 
 
+def test_unreadable_inputs_are_listed_in_the_summary(tmp_path: Path) -> None:
+    model = make_model(tmp_path, num_steps=1)
+    write_folder(tmp_path / "in", ["a.png"], model)
+    (tmp_path / "in" / "broken.png").write_bytes(b"not an image")
+    with pytest.warns(UserWarning, match="broken.png"):
+        run(model, tmp_path / "in", tmp_path / "out")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["num_images"] == 1
+    [entry] = summary["unreadable_inputs"]
+    assert entry["path"] == str(tmp_path / "in" / "broken.png") and entry["reason"]
+
+
 # ----- configs -----------------------------------------------------------------------------
 class ParseOnlyCLI(LightningCLI):
     """Validates a config against the typed signatures without building anything."""
