@@ -7,6 +7,8 @@ the effective batch is ``batch_size * world_size`` (the official LSAP_E batch of
 
 from __future__ import annotations
 
+import os
+
 from typing import Literal
 
 import torch
@@ -50,6 +52,16 @@ def _make_loader(module: LightningDataModule, dataset: Dataset, train: bool) -> 
 
 
 # ----- image folders -------------------------------------------------------------------
+def default_num_workers(limit: int = 8) -> int:
+    """DataLoader workers by default: the CPU cores this process may actually run on
+    (its affinity mask, which containers and job schedulers restrict), at most ``limit``."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not available on macOS / Windows
+        cores = os.cpu_count() or 1
+    return max(1, min(limit, cores))
+
+
 class ImageDataModule(LightningDataModule):
     """Folders of real images for training, validation, test and prediction.
 
@@ -64,7 +76,8 @@ class ImageDataModule(LightningDataModule):
         resolution: image size R; default: the preset's native size (256 / 512 / 256).
         batch_size: training batch size per process (per device under DDP).
         val_batch_size: batch size of the val / test / predict loaders; default ``batch_size``.
-        num_workers: DataLoader worker processes per loader (workers persist across epochs).
+        num_workers: DataLoader worker processes per loader (workers persist across epochs);
+            default: the CPU cores this process may use (``os.sched_getaffinity``), at most 8.
             Files that fail inside a worker are recorded in that worker's copy of the
             dataset, so ``skipped`` in the main process lists only what it saw itself.
         pin_memory: pin host memory; default: only when the run is on a CUDA device.
@@ -86,7 +99,7 @@ class ImageDataModule(LightningDataModule):
         resolution: int | None = None,
         batch_size: int = 8,
         val_batch_size: int | None = None,
-        num_workers: int = 4,
+        num_workers: int | None = None,
         pin_memory: bool | None = None,
         drop_last: bool = True,
         hflip_probability: float = 0.5,
@@ -97,6 +110,8 @@ class ImageDataModule(LightningDataModule):
         self.save_hyperparameters()
         if batch_size < 1 or (val_batch_size is not None and val_batch_size < 1):
             raise ValueError(f"batch sizes must be >= 1, got batch_size={batch_size}, val_batch_size={val_batch_size}")
+        if num_workers is None:
+            num_workers = default_num_workers()
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
         self.folders: dict[str, str | None] = {
