@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -17,10 +16,12 @@ from lightning.pytorch import LightningDataModule
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from lsap.data.images import ContentBox, DomainPreset, ImageFolderDataset, PresetName, VerifyMode, derive_seed
+from lsap.data.images import ContentBox, DomainPreset, ImageFolderDataset, PresetName, VerifyMode
 from lsap.model import GeneratorSource
+from lsap.model.generator import NoiseMode
+from lsap.model.sampling import derive_seed, item_z
+from lsap.torch_utils import module_device
 
-NoiseMode = Literal["const", "random", "none"]
 
 #: Where the data module's arguments live in a LightningCLI config; error messages name
 #: options by this path so users know what to edit.
@@ -192,14 +193,6 @@ class ImageDataModule(LightningDataModule):
 
 
 # ----- synthetic images ----------------------------------------------------------------
-def _module_device(module: nn.Module) -> torch.device:
-    for tensor in module.parameters():
-        return tensor.device
-    for tensor in module.buffers():
-        return tensor.device
-    return torch.device("cpu")
-
-
 class SyntheticDataset(Dataset):
     """Images sampled from a generator, with the W+ codes that made them.
 
@@ -249,7 +242,7 @@ class SyntheticDataset(Dataset):
             )
         self.z = torch.stack([self.latent_z(generator.z_dim, seed, i) for i in range(num_samples)]) if num_samples \
             else torch.zeros(0, int(generator.z_dim))
-        device = _module_device(generator)
+        device = module_device(generator)
         images, codes = [], []
         with torch.no_grad():
             for start in range(0, num_samples, batch_size):
@@ -267,8 +260,7 @@ class SyntheticDataset(Dataset):
     @staticmethod
     def latent_z(z_dim: int, seed: int, index: int) -> torch.Tensor:
         """The z of item ``index`` of a dataset with ``seed`` (float32 ``[z_dim]``, CPU)."""
-        rng = torch.Generator().manual_seed(derive_seed("synthetic", seed, index))
-        return torch.randn(int(z_dim), generator=rng)
+        return item_z(z_dim, derive_seed("synthetic", seed, index))
 
     def __len__(self) -> int:
         return self.images.shape[0]

@@ -23,6 +23,7 @@ from lsap.losses.reconstruction import (
     Reduction,
     apply_box,
     check_image_pair,
+    check_reduction,
     masked_spatial_mean,
     prepare_mask,
     reduce_per_sample,
@@ -120,7 +121,7 @@ class LPIPSLoss(nn.Module):
         super().__init__()
         if net not in _BACKBONE_SOURCES:
             raise ValueError(f"net must be one of {sorted(_BACKBONE_SOURCES)}, got {net!r}")
-        reduce_per_sample(torch.zeros(1), reduction)  # validates the value early
+        check_reduction(reduction)
         self.net_name = net
         self.reduction: Reduction = reduction
         self.box = validate_box(box)

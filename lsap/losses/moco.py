@@ -17,6 +17,7 @@ from lsap.losses.reconstruction import (
     Reduction,
     apply_box,
     check_image_pair,
+    check_reduction,
     reduce_per_sample,
     validate_box,
 )
@@ -83,7 +84,7 @@ class MoCoLoss(nn.Module):
         box: Box | None = None,
     ) -> None:
         super().__init__()
-        reduce_per_sample(torch.zeros(1), reduction)  # validates the value early
+        check_reduction(reduction)
         if input_size < 32:
             raise ValueError(f"input_size must be at least 32, got {input_size}")
         self.reduction: Reduction = reduction

@@ -37,7 +37,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -45,6 +45,7 @@ from torch import Tensor, nn
 from lsap.io import CheckpointError, atomic_write, load_weights_file
 from lsap.model.fingerprint import generator_fingerprint
 from lsap.model.generator import StyleLayer
+from lsap.model.sampling import Z_BLOCK, sample_z
 
 __all__ = [
     "ANCHORS_FORMAT",
@@ -66,7 +67,6 @@ ANCHORS_FORMAT = "lsap.anchors"
 ANCHORS_FORMAT_VERSION = 1
 # z is drawn in blocks of this many samples, whatever the batch size, because torch's CPU
 # normal sampler does not give the same numbers for one large draw as for several small ones.
-Z_BLOCK = 1024
 DEFAULT_NUM_SAMPLES = 100_000
 DEFAULT_BATCH_SIZE = 4096
 
@@ -311,25 +311,6 @@ def _read_cache(path: Path, fingerprint: str, num_samples: int, seed: int) -> An
     return anchors
 
 
-def _z_batches(num_samples: int, z_dim: int, seed: int, batch_size: int) -> Iterator[Tensor]:
-    """CPU float32 batches of z: the same z sequence for any ``batch_size``."""
-    rng = torch.Generator(device="cpu").manual_seed(seed)
-    pending: list[Tensor] = []
-    pending_rows = drawn = 0
-    while drawn < num_samples:
-        block = torch.randn(min(Z_BLOCK, num_samples - drawn), z_dim, generator=rng, dtype=torch.float32)
-        drawn += block.shape[0]
-        pending.append(block)
-        pending_rows += block.shape[0]
-        while pending_rows >= batch_size:
-            joined = torch.cat(pending)
-            yield joined[:batch_size]
-            rest = joined[batch_size:]
-            pending, pending_rows = ([rest] if rest.shape[0] else []), rest.shape[0]
-    if pending_rows:
-        yield torch.cat(pending)
-
-
 def _accumulation_dtype(device: torch.device) -> torch.dtype:
     # Apple's MPS backend has no float64.
     return torch.float32 if device.type == "mps" else torch.float64
@@ -348,7 +329,7 @@ def _sample_anchors(generator: nn.Module, num_samples: int, seed: int, batch_siz
     modes = {module: module.training for module in generator.modules()}
     generator.eval()
     try:
-        for z in _z_batches(num_samples, int(generator.z_dim), seed, batch_size):
+        for z in sample_z(num_samples, int(generator.z_dim), seed, batch_size):
             w = generator.mapping(z.to(device=device, dtype=dtype))
             for total, style in zip(sums, generator.styles(w)):
                 style = style.to(acc_dtype)
