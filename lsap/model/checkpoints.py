@@ -15,7 +15,6 @@ and pickles through :mod:`lsap.model.safe_pickle`.
 from __future__ import annotations
 
 import json
-import math
 import pickle
 import re
 import zipfile
@@ -298,8 +297,3 @@ def save_generator(generator: Generator, path: str | Path) -> Path:
     else:
         torch.save({"format": FORMAT_NAME, "version": FORMAT_VERSION, "config": config, "state_dict": state}, path)
     return path
-
-
-def num_ws_for(resolution: int) -> int:
-    """Number of W+ entries of a StyleGAN2 generator at ``resolution``."""
-    return 2 * int(math.log2(resolution)) - 2
