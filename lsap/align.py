@@ -457,6 +457,11 @@ class MTCNNFaceDetector:
             device=self.device,
         ).eval()
 
+    @property
+    def network(self) -> Any:
+        """The MTCNN network (a ``torch.nn.Module``) the detector runs."""
+        return self._mtcnn
+
     def detect(self, image: Image.Image) -> list[FaceDetection]:
         rgb = to_rgb(image)
         # MTCNN's pyramid is empty (and it crashes) when the image is smaller than a face.

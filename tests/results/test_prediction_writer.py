@@ -17,13 +17,13 @@ from lsap.results import InversionResults, batch_names, load_code, load_results,
 from lsap.data import ImageDataModule, SyntheticDataset
 from lsap.model import GeneratorSource
 from lsap.modules import LSAP_O
+from conftest import small_source
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def tiny_source() -> GeneratorSource:
-    return GeneratorSource(seed=0, resolution=16, z_dim=32, w_dim=32, mapping_layers=2, channel_base=1024,
-                           channel_max=64, w_avg_samples=1000)
+    return small_source(16, 0, z_dim=32, w_dim=32, channel_max=64)
 
 
 def make_model(tmp_path: Path, num_steps: int = 2) -> LSAP_O:
