@@ -24,6 +24,7 @@ from typing import Literal, Mapping, Sequence
 import torch
 from torch import nn
 
+from lsap.model.sampling import z_blocks
 from lsap.ops import bias_act, modulated_conv2d, setup_filter, upsample2d
 
 NoiseMode = Literal["const", "random", "none"]
@@ -212,9 +213,6 @@ class SynthesisNetwork(nn.Module):
             out.append(module.affine(ws[:, layer.w_index]))
         return out
 
-    def noise_layers(self) -> list[StyledConv]:
-        return list(self.convs)
-
     def forward_styles(self, styles: Sequence[torch.Tensor], noise_mode: NoiseMode = "const",
                        noise: Sequence[torch.Tensor | None] | None = None, impl: str | None = "ref",
                        fused_modconv: bool | None = None) -> torch.Tensor:
@@ -360,18 +358,14 @@ class Generator(nn.Module):
 
         The std is the projector's: sqrt of the mean squared distance to the mean.
         """
-        gen = torch.Generator().manual_seed(seed)
         device = self.w_avg.device
         total = torch.zeros(self.w_dim, dtype=torch.float64, device=device)
         total_sq = torch.zeros((), dtype=torch.float64, device=device)
-        done = 0
-        while done < num_samples:
-            n = min(batch_size, num_samples - done)
-            z = torch.randn(n, self.z_dim, generator=gen).to(device)
+        for z in z_blocks(num_samples, self.z_dim, seed, block_size=batch_size):
+            z = z.to(device)
             w = self.mapping_network(z).double()
             total += w.sum(0)
             total_sq += w.square().sum()
-            done += n
         mean = total / num_samples
         var = total_sq / num_samples - mean.square().sum()
         return mean.float(), var.clamp_min(0).sqrt().float()

@@ -9,8 +9,9 @@ import lsap
 
 
 def test_import_lsap_is_light() -> None:
-    code = ("import sys, lsap; heavy = [m for m in ('lightning', 'torchmetrics', 'lsap.modules', 'lsap.ops._build') "
-            "if m in sys.modules]; print(heavy)")
+    # The CUDA build helper may be imported; the compiler toolchain behind it may not.
+    code = ("import sys, lsap; heavy = [m for m in ('lightning', 'torchmetrics', 'lsap.modules', "
+            "'torch.utils.cpp_extension') if m in sys.modules]; print(heavy)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 
