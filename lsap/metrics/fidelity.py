@@ -277,7 +277,8 @@ class LPIPSMetric(_ConventionMetric):
 
 class IDSimilarity(_ConventionMetric):
     """Identity similarity: cosine of face-recognition embeddings (higher is better), through
-    :class:`lsap.losses.IDLoss` (ArcFace IR-SE50 or FaceNet weights from a local file).
+    :class:`lsap.losses.IDLoss` (ArcFace IR-SE50, FaceNet, or CurricularFace IR-101 weights from
+    a local file; see :mod:`lsap.metrics.face_identity`).
 
     Faces are taken from the fixed FFHQ-aligned crop (the images are aligned already); no
     detector runs, so no image is dropped for a failed detection. An embedding that is not
@@ -285,20 +286,28 @@ class IDSimilarity(_ConventionMetric):
 
     Args:
         weights: ``model_ir_se50.pth`` (ArcFace) or a facenet-pytorch state dict.
-        backbone: ``"arcface"`` or ``"facenet"``.
+        backbone: ``"arcface"``, ``"facenet"`` or ``"curricularface"``.
         network: an already-built :class:`~lsap.losses.IDLoss` used instead.
     """
 
     higher_is_better = True
     name = "id"
 
-    def __init__(self, weights: str | None = None, backbone: Literal["arcface", "facenet"] = "arcface",
+    def __init__(self, weights: str | None = None,
+                 backbone: Literal["arcface", "facenet", "curricularface"] = "arcface",
                  convention: Convention = "default", network: nn.Module | None = None, **kwargs) -> None:
         super().__init__(convention=convention, **kwargs)
         if network is None:
             from lsap.losses.identity import IDLoss
 
-            network = IDLoss(weights=weights, backbone=backbone, reduction="none")
+            if backbone == "curricularface":
+                from lsap.metrics.face_identity import CURRICULARFACE_DESCRIPTION, load_curricularface
+
+                if weights is None:
+                    raise ValueError(f"IDSimilarity needs `weights`: the path of the {CURRICULARFACE_DESCRIPTION}")
+                network = IDLoss(network=load_curricularface(weights), network_input_size=112, reduction="none")
+            else:
+                network = IDLoss(weights=weights, backbone=backbone, reduction="none")
         self.network = network.eval().requires_grad_(False)
 
     @torch.no_grad()
