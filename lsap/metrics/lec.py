@@ -65,15 +65,22 @@ def lec_distances(images: Tensor, encode: Codes, decode: Codes, edit: Codes, inv
     return (codes.double() - inverted.double()).flatten(1).norm(dim=1)
 
 
-def trimmed_mean(values: Tensor, low: float = 0.01, high: float = 0.99) -> Tensor:
-    """Mean of the values between their ``low`` and ``high`` quantiles (inclusive; numpy's
-    linear interpolation, as ``np.percentile``)."""
+def kept_by_trim(values: Tensor, low: float = 0.01, high: float = 0.99) -> Tensor:
+    """The values between their ``low`` and ``high`` quantiles (inclusive; numpy's linear
+    interpolation, as ``np.percentile``). With two distinct values nothing lies between;
+    then all are kept (``summary()`` reports how many were)."""
     values = values.double().reshape(-1)
     if values.numel() == 0:
-        return torch.tensor(float("nan"), dtype=torch.float64)
+        return values
     lower, upper = torch.quantile(values, torch.tensor([low, high], dtype=torch.float64, device=values.device))
     kept = values[(values >= lower) & (values <= upper)]
-    return kept.mean()
+    return kept if kept.numel() else values
+
+
+def trimmed_mean(values: Tensor, low: float = 0.01, high: float = 0.99) -> Tensor:
+    """Mean of :func:`kept_by_trim` (NaN for no values)."""
+    kept = kept_by_trim(values, low, high)
+    return kept.mean() if kept.numel() else torch.tensor(float("nan"), dtype=torch.float64)
 
 
 class LEC(Metric):
@@ -130,5 +137,6 @@ class LEC(Metric):
             result = {"mean": float(trimmed_mean(values)),
                       "std": float(values.std(unbiased=False)) if values.numel() else float("nan"),
                       "count": int(self.num_images), "num_batches": int(values.numel()),
+                      "num_batches_kept": int(kept_by_trim(values).numel()),
                       "per_image_mean": float(self.image_total / self.num_images) if self.num_images else float("nan")}
         return result

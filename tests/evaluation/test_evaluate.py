@@ -120,3 +120,39 @@ def test_nscd_with_a_generator(folders, tmp_path) -> None:
     nscd = report["metrics"]["nscd"]
     assert len(nscd["per_layer"]) == generator.num_ws
     assert nscd["mean"] == pytest.approx(np.mean(nscd["per_layer"]), rel=1e-9)
+
+
+def test_lec_through_evaluate_equals_the_metric(folders, tmp_path) -> None:
+    from lsap.encoders import Encoder4Editing
+    from lsap.encoders.checkpoints import load_encoder_checkpoint, save_e4e_checkpoint
+    from lsap.evaluation.inputs import read_image
+    from lsap.metrics.lec import LEC
+    from lsap.model.checkpoints import save_generator
+
+    results, real, _, _ = folders
+    generator = small_source(resolution=16).build().eval()
+    save_generator(generator, tmp_path / "g.pt")
+    torch.manual_seed(0)
+    encoder = Encoder4Editing(num_ws=generator.num_ws, w_dim=generator.w_dim, input_size=64,
+                              blocks_per_stage=[1, 1, 1, 1], stage_channels=[8, 16, 32, 64]).eval()
+    save_e4e_checkpoint(tmp_path / "e4e.pt", encoder, generator.w_avg.clone())
+    direction = torch.nn.functional.normalize(torch.randn(1, generator.w_dim), dim=1)
+    torch.save(direction, tmp_path / "age.pt")
+    report = evaluate(str(results), str(real), generator=str(tmp_path / "g.pt"), nscd_samples=100,
+                      encoder=str(tmp_path / "e4e.pt"), direction=str(tmp_path / "age.pt"), batch_size=2,
+                      output=str(tmp_path / "out"))
+    lec = report["metrics"]["lec"]
+    assert lec["count"] == 4 and lec["num_batches"] == 2  # 5 pairs, batch 2, drop_last
+
+    loaded = load_encoder_checkpoint(tmp_path / "e4e.pt")
+    n = direction[0]
+
+    def encode(x):
+        return loaded.encoder(torch.nn.functional.adaptive_avg_pool2d(x, 64)) + loaded.latent_avg
+
+    metric = LEC(encode, lambda ws: generator.synthesis(ws, noise_mode="const"), lambda ws: ws + 3 * n,
+                 lambda ws: ws - 3 * n, image_size=64)
+    names = [f"sub/{i:03d}" for i in range(4)]
+    for start in (0, 2):
+        metric.update(torch.stack([read_image(real / f"{name}.png") for name in names[start:start + 2]]))
+    assert lec["mean"] == pytest.approx(metric.compute().item(), rel=1e-6)

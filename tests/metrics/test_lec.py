@@ -60,3 +60,7 @@ def test_trimmed_mean_drops_outer_percentiles() -> None:
     values = torch.arange(101, dtype=torch.float64)
     values[-1] = 1e6
     assert trimmed_mean(values).item() == np.mean(np.arange(1, 100))
+
+
+def test_two_batches_keep_both_rather_than_none() -> None:
+    assert trimmed_mean(torch.tensor([1.0, 2.0])).item() == 1.5
