@@ -9,7 +9,9 @@ def evaluate_command(results_dir: str, real: str, output: str | None = None, inc
                      lpips: str | None = None, identity: str | None = None, identity_backbone: str = "arcface",
                      generator: str | None = None, nscd_samples: int = 100_000, encoder: str | None = None,
                      direction: str | None = None, strength: float = 3.0, convention: str = "default",
-                     device: str = "cpu", batch_size: int = 8, real_stats: str | None = None) -> None:
+                     device: str = "cpu", batch_size: int = 8, real_stats: str | None = None,
+                     tensorboard: str | None = None, wandb_project: str | None = None,
+                     wandb_mode: str | None = None, pca_samples: int = 1000) -> None:
     """Evaluate an inversion output folder: fidelity (MSE, PSNR, SSIM, MS-SSIM, LPIPS, ID), FID,
     NSCD and LEC, each when its weights are given; writes metrics.json, metrics.md and
     per_image.jsonl and says which metrics it skipped and why.
@@ -32,6 +34,10 @@ def evaluate_command(results_dir: str, real: str, output: str | None = None, inc
         device: e.g. "cpu" or "cuda".
         batch_size: images per batch.
         real_stats: file of FID real-feature statistics: read if it exists, else written.
+        tensorboard: a TensorBoard log folder to log the metrics, NSCD per layer and the PCA figure to.
+        wandb_project: a wandb project to log to (a Table of per-image values, an NSCD bar chart, the figure).
+        wandb_mode: wandb's mode ("online", "offline", "disabled"; default: wandb's own setting).
+        pca_samples: synthetic samples in the S^N PCA figure (pca_sn.png; needs --generator; 0: none).
     """
     from lsap.evaluation.pipeline import evaluate
     from lsap.evaluation.report import markdown_report
@@ -39,7 +45,8 @@ def evaluate_command(results_dir: str, real: str, output: str | None = None, inc
     report = evaluate(results_dir, real, output=output, inception=inception, lpips=lpips, identity=identity,
                       identity_backbone=identity_backbone, generator=generator, nscd_samples=nscd_samples,
                       encoder=encoder, direction=direction, strength=strength, convention=convention,
-                      device=device, batch_size=batch_size, real_stats=real_stats)
+                      device=device, batch_size=batch_size, real_stats=real_stats, tensorboard=tensorboard,
+                      wandb_project=wandb_project, wandb_mode=wandb_mode, pca_samples=pca_samples)
     print(markdown_report(report), end="")
 
 

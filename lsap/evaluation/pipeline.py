@@ -92,8 +92,14 @@ def evaluate(results_dir: str, real: str, output: str | None = None, inception: 
              generator: str | None = None, nscd_samples: int = 100_000, encoder: str | None = None,
              direction: str | None = None, strength: float = 3.0, convention: str = "default",
              device: str = "cpu", batch_size: int = 8, real_stats: str | None = None,
-             extra_metrics: dict[str, PerImageMetric] | None = None) -> dict[str, Any]:
-    """Evaluate an inversion output folder against its inputs; write the reports; return metrics.json."""
+             tensorboard: str | None = None, wandb_project: str | None = None, wandb_mode: str | None = None,
+             pca_samples: int = 1000, extra_metrics: dict[str, PerImageMetric] | None = None) -> dict[str, Any]:
+    """Evaluate an inversion output folder against its inputs; write the reports; return metrics.json.
+
+    With a generator and codes, also writes ``pca_sn.png`` (inverted codes against
+    ``pca_samples`` synthetic samples in S^N). ``tensorboard`` (a log folder) and
+    ``wandb_project`` log the results there as well.
+    """
     check_convention(convention)
     target = torch.device(device)
     reconstructions = read_reconstructions(results_dir)
@@ -186,7 +192,24 @@ def evaluate(results_dir: str, real: str, output: str | None = None, inception: 
         "weights": {k: {"path": str(v), "sha256": file_sha256(v)} for k, v in sorted(weights.items())},
         "std": "population standard deviation over images (ddof=0)",
     }
-    write_reports(output or results_dir, report, per_image)
+    out_dir = Path(output or results_dir)
+    figure = None
+    if g is not None and codes and pca_samples > 0:
+        from lsap.evaluation.logging import PCA_FIGURE, pca_figure
+        from lsap.results import load_code
+
+        ws = torch.stack([load_code(r.code_path)["ws"] for r in codes])
+        figure = pca_figure(g, ws, out_dir / PCA_FIGURE, num_synthetic=pca_samples)
+        report["figures"] = {"pca_sn": PCA_FIGURE}
+    write_reports(out_dir, report, per_image)
+    if tensorboard:
+        from lsap.evaluation.logging import log_tensorboard
+
+        log_tensorboard(tensorboard, report, figure)
+    if wandb_project:
+        from lsap.evaluation.logging import log_wandb
+
+        log_wandb(wandb_project, report, per_image, figure, mode=wandb_mode, run_dir=out_dir)
     return report
 
 

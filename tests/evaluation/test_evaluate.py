@@ -116,10 +116,26 @@ def test_nscd_with_a_generator(folders, tmp_path) -> None:
     generator = small_source(resolution=16).build().eval()
     path = tmp_path / "g.pt"
     save_generator(generator, path)
-    report = evaluate(str(results), str(real), generator=str(path), nscd_samples=200)
+    report = evaluate(str(results), str(real), generator=str(path), nscd_samples=200, pca_samples=50,
+                      tensorboard=str(tmp_path / "tb"), wandb_project="lsap-test", wandb_mode="disabled")
     nscd = report["metrics"]["nscd"]
     assert len(nscd["per_layer"]) == generator.num_ws
     assert nscd["mean"] == pytest.approx(np.mean(nscd["per_layer"]), rel=1e-9)
+    rows = [json.loads(line) for line in (results / "per_image.jsonl").read_text().splitlines()]
+    assert nscd["mean"] == pytest.approx(np.mean([r["nscd"] for r in rows]), rel=1e-9)
+    assert Image.open(results / "pca_sn.png").size == (512, 512)
+    assert any((tmp_path / "tb").iterdir())
+
+
+def test_pca_projects_onto_the_reference_principal_axes() -> None:
+    from lsap.evaluation.logging import pca_2d
+
+    g = torch.Generator().manual_seed(0)
+    reference = torch.randn(200, 5, generator=g) * torch.tensor([5.0, 2.0, 0.1, 0.1, 0.1])
+    ref_2d, other_2d = pca_2d(reference, [reference[:3]])
+    assert np.allclose(ref_2d[:3], other_2d)
+    variances = ref_2d.var(axis=0)
+    assert variances[0] > variances[1] > 0.5 * 4  # the two large axes, in order
 
 
 def test_lec_through_evaluate_equals_the_metric(folders, tmp_path) -> None:
