@@ -31,7 +31,8 @@ def load_curricularface(path: str | os.PathLike[str]) -> nn.Module:
     if isinstance(raw, Mapping) and isinstance(raw.get("state_dict"), Mapping):
         raw = raw["state_dict"]
     if not isinstance(raw, Mapping):
-        raise ValueError(f"'{path}' should hold a state dict ({CURRICULARFACE_DESCRIPTION}), found {type(raw).__name__}")
+        raise ValueError(f"'{path}' should hold a state dict ({CURRICULARFACE_DESCRIPTION}), "
+                         f"found {type(raw).__name__}")
     state = strip_module_prefix(raw)
     layout = infer_ir_architecture(state)
     embedding = state.get("output_layer.3.weight")

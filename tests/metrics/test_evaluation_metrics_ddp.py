@@ -36,7 +36,8 @@ def toy_lec() -> LEC:
     g = torch.Generator().manual_seed(5)
     enc, dec = torch.randn(3 * 4 * 4, 2 * 3, generator=g), torch.randn(2 * 3, 3 * 4 * 4, generator=g)
     direction = torch.randn(3, generator=g)
-    return LEC(lambda x: (x.flatten(1) @ enc).view(-1, 2, 3), lambda ws: torch.tanh(ws.flatten(1) @ dec).view(-1, 3, 4, 4),
+    return LEC(lambda x: (x.flatten(1) @ enc).view(-1, 2, 3),
+               lambda ws: torch.tanh(ws.flatten(1) @ dec).view(-1, 3, 4, 4),
                lambda ws: ws + direction, lambda ws: ws - direction, image_size=None)
 
 

@@ -13,8 +13,8 @@ from lsap.nets.irse import ArcFaceIRSE
 
 def test_curricularface_layout_loads_and_scores(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    net = ArcFaceIRSE(use_se=False, blocks_per_stage=(1, 2, 1, 1), stage_channels=(8, 16, 24, 32), stem_channels=8,
-                      embedding_dim=16).eval()
+    net = ArcFaceIRSE(use_se=False, blocks_per_stage=(1, 2, 1, 1), stage_channels=(8, 16, 24, 32),
+                      stem_channels=8, embedding_dim=16).eval()
     state = {f"module.{k}": v for k, v in net.state_dict().items() if k not in ("output_layer.4.weight", "output_layer.4.bias")}
     # CurricularFace stores its last BatchNorm1d without affine parameters.
     torch.save(state, tmp_path / "CurricularFace_Backbone.pth")
