@@ -13,6 +13,7 @@ from tqdm import tqdm
 from lsap.evaluation.inputs import pair_with_inputs, read_image, read_reconstructions
 from lsap.evaluation.report import write_reports
 from lsap.metrics.fid import file_sha256
+from lsap.results import load_code
 from lsap.metrics.fidelity import (
     MSE,
     MSSSIM,
@@ -61,6 +62,9 @@ def _lec(encoder: str, generator: Any, direction: str, strength: float, pairs: l
     from lsap.metrics.lec import LEC
 
     loaded = load_encoder_checkpoint(encoder)
+    if (loaded.num_ws, loaded.w_dim) != (generator.num_ws, generator.w_dim):
+        raise ValueError(f"the encoder '{encoder}' gives codes of shape {(loaded.num_ws, loaded.w_dim)} but the "
+                         f"generator takes {(generator.num_ws, generator.w_dim)}")
     net = loaded.encoder.to(device).eval()
     latent_avg = loaded.latent_avg.to(device) if loaded.latent_avg is not None else None
     size = net.input_size
@@ -169,10 +173,17 @@ def evaluate(results_dir: str, real: str, output: str | None = None, inception: 
         g = load_generator(generator, device=target)
         weights["generator"] = generator
     codes = [r for r, _ in pairs if r.code_path is not None]
-    if g is not None and codes:
+    code_shape = tuple(load_code(codes[0].code_path)["ws"].shape) if codes else None
+    if g is not None and codes and code_shape == (g.num_ws, g.w_dim):
         results["nscd"] = _nscd(g, codes, nscd_samples, batch_size, target, per_image)
+    elif g is None:
+        skipped["nscd"] = "no --generator"
+    elif not codes:
+        skipped["nscd"] = "the results folder holds no codes"
     else:
-        skipped["nscd"] = "no --generator" if g is None else "the results folder holds no codes"
+        skipped["nscd"] = (f"the codes have shape {code_shape} but the generator takes W+ codes of shape "
+                           f"{(g.num_ws, g.w_dim)}: they were made with another generator")
+        codes = []
 
     if encoder and direction and g is not None:
         results["lec"] = _lec(encoder, g, direction, strength, pairs, batch_size, target)
@@ -196,7 +207,6 @@ def evaluate(results_dir: str, real: str, output: str | None = None, inception: 
     figure = None
     if g is not None and codes and pca_samples > 0:
         from lsap.evaluation.logging import PCA_FIGURE, pca_figure
-        from lsap.results import load_code
 
         ws = torch.stack([load_code(r.code_path)["ws"] for r in codes])
         figure = pca_figure(g, ws, out_dir / PCA_FIGURE, num_synthetic=pca_samples)
@@ -217,7 +227,6 @@ def _nscd(generator: Any, items: list, num_samples: int, batch_size: int, device
           per_image: list[dict[str, Any]]) -> dict[str, Any]:
     from lsap.metrics import NSCD
     from lsap.metrics.nscd import nscd_distances
-    from lsap.results import load_code
 
     metric = NSCD(generator=generator, num_samples=num_samples).to(device)
     by_name = {row["name"]: row for row in per_image}

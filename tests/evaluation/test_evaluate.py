@@ -145,8 +145,11 @@ def test_lec_through_evaluate_equals_the_metric(folders, tmp_path) -> None:
     from lsap.metrics.lec import LEC
     from lsap.model.checkpoints import save_generator
 
+    from dataclasses import replace
+
     results, real, _, _ = folders
-    generator = small_source(resolution=16).build().eval()
+    # Narrow codes keep the encoder's heads small (the codes in `folders` are not used here).
+    generator = replace(small_source(resolution=16), z_dim=32, w_dim=32).build().eval()
     save_generator(generator, tmp_path / "g.pt")
     torch.manual_seed(0)
     encoder = Encoder4Editing(num_ws=generator.num_ws, w_dim=generator.w_dim, input_size=64,
@@ -155,8 +158,9 @@ def test_lec_through_evaluate_equals_the_metric(folders, tmp_path) -> None:
     direction = torch.nn.functional.normalize(torch.randn(1, generator.w_dim), dim=1)
     torch.save(direction, tmp_path / "age.pt")
     report = evaluate(str(results), str(real), generator=str(tmp_path / "g.pt"), nscd_samples=100,
-                      encoder=str(tmp_path / "e4e.pt"), direction=str(tmp_path / "age.pt"), batch_size=2,
+                      encoder=str(tmp_path / "e4e.pt"), direction=str(tmp_path / "age.pt"), batch_size=2, pca_samples=0,
                       output=str(tmp_path / "out"))
+    assert "another generator" in report["skipped"]["nscd"]
     lec = report["metrics"]["lec"]
     assert lec["count"] == 4 and lec["num_batches"] == 2  # 5 pairs, batch 2, drop_last
 
