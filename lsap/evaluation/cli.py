@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import Literal
 
 
-def evaluate_command(results_dir: str, real: str, output: str | None = None, inception: str | None = None,
-                     lpips: str | None = None, identity: str | None = None, identity_backbone: str = "arcface",
+def evaluate_command(results_dir: str, *, real: str, output: str | None = None, inception: str | None = None,
+                     lpips: str | None = None, identity: str | None = None,
+                     identity_backbone: Literal["arcface", "facenet", "curricularface"] = "arcface",
                      generator: str | None = None, nscd_samples: int = 100_000, encoder: str | None = None,
-                     direction: str | None = None, strength: float = 3.0, convention: str = "default",
+                     direction: str | None = None, strength: float = 3.0,
+                     convention: Literal["default", "ganinverter"] = "default",
                      device: str = "cpu", batch_size: int = 8, real_stats: str | None = None,
                      tensorboard: str | None = None, wandb_project: str | None = None,
                      wandb_mode: str | None = None, pca_samples: int = 1000) -> None:

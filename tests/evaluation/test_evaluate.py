@@ -98,9 +98,13 @@ def test_fid_command_prints_the_value_evaluate_reports(folders, capsys) -> None:
     report = evaluate(str(results), str(real), inception=str(inception), output=str(tmp_path / "out"))
     assert report["metrics"]["fid"]["mean"] == pytest.approx(line["fid"], rel=1e-6)
 
-    main(["compare", f"[{tmp_path / 'out'}, {tmp_path / 'out'}]"])
+    main(["evaluate", str(results), "--real", str(real), "--inception", str(inception), "--convention", "ganinverter",
+          "--output", str(tmp_path / "gi")])
+    printed = capsys.readouterr().out
+    assert "ganinverter" in printed and "| fid ↓ |" in printed
+    main(["compare", f"[{tmp_path / 'out'}, {tmp_path / 'gi'}]"])
     table = capsys.readouterr().out
-    assert "| fid |" in table and table.count("out") >= 2
+    assert "| fid |" in table and "| convention | default | ganinverter |" in table
 
 
 def test_missing_inception_is_reported_as_skipped(folders) -> None:
