@@ -10,7 +10,7 @@ read them back through :class:`InversionResults` alone. Layout of a results fold
     pti/<name>.pt         PTI refinement only: the tuned-weights delta (see lsap.model.delta)
     records/<name>.json   {"name", "key", "losses": {...}, "nscd", "nscd_layers"?, "meta"}
     results.jsonl         every record, one per line, sorted by name (rebuilt at the end)
-    summary.json          counts and means (rebuilt at the end)
+    summary.json          counts, means, and the inputs skipped as unreadable (rebuilt at the end)
 
 Kinds of files live in separate folders so no input name can collide with another kind
 of output or with the two summary files. Every file is written atomically
@@ -46,6 +46,7 @@ from PIL import Image
 from torch import Tensor
 
 from lsap.io import CheckpointError, atomic_write, load_weights_file
+from lsap.model.delta import load_delta, save_delta
 
 __all__ = [
     "CODES_DIR",
@@ -180,8 +181,6 @@ class InversionRecord:
         """The PTI delta of this image (see :func:`lsap.model.delta.load_delta`)."""
         if self.delta_path is None:
             raise FileNotFoundError(f"'{self.name}' has no PTI delta (not a PTI run): expected '{self.code_path}'")
-        from lsap.model.delta import load_delta  # the model package is heavier than this module
-
         return load_delta(self.delta_path)
 
     def as_dict(self) -> dict[str, Any]:
@@ -282,7 +281,7 @@ class InversionResults:
         atomic_write(self.image_path(name), lambda f: picture.save(f, format="PNG"))
 
     def write_delta(self, name: str, delta: Mapping[str, Any]) -> None:
-        atomic_write(self.delta_path(name), lambda f: torch.save(dict(delta), f))
+        save_delta(delta, self.delta_path(name))
 
     def write_record(self, record: InversionRecord | Mapping[str, Any]) -> None:
         data = record.as_dict() if isinstance(record, InversionRecord) else dict(record)

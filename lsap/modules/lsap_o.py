@@ -32,16 +32,16 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from lsap.data.images import derive_seed
 from lsap.losses import L2Loss, LPIPSLoss, NoiseRegularizer, normalize_noise_
+from lsap.losses.reconstruction import to_resolution
 from lsap.modules.generator_stats import FrozenGeneratorStats
 from lsap.metrics import nscd_distances
 from lsap.model import Generator, GeneratorSource
+from lsap.model.sampling import derive_seed
 from lsap.results import InversionPrediction, batch_names, split_pending
 
 __all__ = ["LSAP_O", "InversionResult", "latent_noise_at", "learning_rate_at", "require_grad_mode", "to_resolution"]
@@ -70,16 +70,6 @@ def latent_noise_at(step: int, num_steps: int, w_std: float, factor: float, ramp
         return 0.0
     t = step / num_steps
     return w_std * factor * max(0.0, 1.0 - t / ramp) ** 2
-
-
-def to_resolution(images: Tensor, resolution: int) -> Tensor:
-    """Images (or masks) ``[B, C, H, W]`` resized to ``resolution``: area averaging when
-    shrinking (what the losses of generator output use), bilinear when growing."""
-    if images.shape[-1] == resolution and images.shape[-2] == resolution:
-        return images
-    if images.shape[-1] > resolution:
-        return F.interpolate(images, size=(resolution, resolution), mode="area")
-    return F.interpolate(images, size=(resolution, resolution), mode="bilinear", align_corners=False)
 
 
 def require_grad_mode(owner: str) -> None:
