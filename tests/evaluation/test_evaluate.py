@@ -149,11 +149,9 @@ def test_lec_through_evaluate_equals_the_metric(folders, tmp_path) -> None:
     from lsap.metrics.lec import LEC
     from lsap.model.checkpoints import save_generator
 
-    from dataclasses import replace
-
     results, real, _, _ = folders
     # Narrow codes keep the encoder's heads small (the codes in `folders` are not used here).
-    generator = replace(small_source(resolution=16), z_dim=32, w_dim=32).build().eval()
+    generator = small_source(resolution=16, z_dim=32, w_dim=32).build().eval()
     save_generator(generator, tmp_path / "g.pt")
     torch.manual_seed(0)
     encoder = Encoder4Editing(num_ws=generator.num_ws, w_dim=generator.w_dim, input_size=64,
