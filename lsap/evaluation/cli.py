@@ -9,6 +9,7 @@ from typing import Literal
 def evaluate_command(results_dir: str, *, real: str, output: str | None = None, inception: str | None = None,
                      lpips: str | None = None, identity: str | None = None,
                      identity_backbone: Literal["arcface", "facenet", "curricularface"] = "arcface",
+                     detect_faces: bool = False,
                      generator: str | None = None, nscd_samples: int = 100_000, encoder: str | None = None,
                      direction: str | None = None, strength: float = 3.0,
                      convention: Literal["default", "ganinverter"] = "default",
@@ -28,6 +29,8 @@ def evaluate_command(results_dir: str, *, real: str, output: str | None = None, 
         lpips: torchvision AlexNet ImageNet weights (alexnet-owt-7be5be79.pth) for LPIPS.
         identity: face-recognition weights for ID similarity (ArcFace model_ir_se50.pth or facenet).
         identity_backbone: "arcface", "facenet" or "curricularface" (IR-101, GANInverter's choice).
+        detect_faces: run MTCNN (facenet-pytorch) on each pair for ID and leave out, counted, pairs
+            where no face is found (as GANInverter's script does).
         generator: generator checkpoint the codes belong to (for NSCD and LEC).
         nscd_samples: synthetic samples for the S^N anchors (cached per generator).
         encoder: e4e / pSp / LSAP_E checkpoint for LEC.
@@ -46,7 +49,8 @@ def evaluate_command(results_dir: str, *, real: str, output: str | None = None, 
     from lsap.evaluation.report import markdown_report
 
     report = evaluate(results_dir, real, output=output, inception=inception, lpips=lpips, identity=identity,
-                      identity_backbone=identity_backbone, generator=generator, nscd_samples=nscd_samples,
+                      identity_backbone=identity_backbone, detect_faces=detect_faces,
+                      generator=generator, nscd_samples=nscd_samples,
                       encoder=encoder, direction=direction, strength=strength, convention=convention,
                       device=device, batch_size=batch_size, real_stats=real_stats, tensorboard=tensorboard,
                       wandb_project=wandb_project, wandb_mode=wandb_mode, pca_samples=pca_samples)

@@ -93,7 +93,8 @@ def _lec(encoder: str, generator: Any, direction: str, strength: float, pairs: l
 @torch.no_grad()
 def evaluate(results_dir: str, real: str, output: str | None = None, inception: str | None = None,
              lpips: str | None = None, identity: str | None = None, identity_backbone: str = "arcface",
-             generator: str | None = None, nscd_samples: int = 100_000, encoder: str | None = None,
+             detect_faces: bool = False, generator: str | None = None, nscd_samples: int = 100_000,
+             encoder: str | None = None,
              direction: str | None = None, strength: float = 3.0, convention: str = "default",
              device: str = "cpu", batch_size: int = 8, real_stats: str | None = None,
              tensorboard: str | None = None, wandb_project: str | None = None, wandb_mode: str | None = None,
@@ -128,7 +129,13 @@ def evaluate(results_dir: str, real: str, output: str | None = None, inception: 
     else:
         skipped["lpips"] = "no --lpips (torchvision AlexNet ImageNet weights, alexnet-owt-7be5be79.pth)"
     if identity:
-        metrics["id"] = IDSimilarity(weights=identity, backbone=identity_backbone, convention=convention)
+        detector = None
+        if detect_faces:
+            from lsap.align import MTCNNFaceDetector
+
+            detector = MTCNNFaceDetector(device=device)
+        metrics["id"] = IDSimilarity(weights=identity, backbone=identity_backbone, convention=convention,
+                                     face_detector=detector)
         weights["id"] = identity
     else:
         skipped["id"] = ("no --identity (ArcFace model_ir_se50.pth, CurricularFace_Backbone.pth or a facenet-pytorch "

@@ -17,7 +17,7 @@ population standard deviation (``ddof=0``), as numpy's default in that script.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -280,14 +280,18 @@ class IDSimilarity(_ConventionMetric):
     :class:`lsap.losses.IDLoss` (ArcFace IR-SE50, FaceNet, or CurricularFace IR-101 weights from
     a local file; see :mod:`lsap.metrics.face_identity`).
 
-    Faces are taken from the fixed FFHQ-aligned crop (the images are aligned already); no
-    detector runs, so no image is dropped for a failed detection. An embedding that is not
-    finite is counted in ``num_nonfinite`` and reported, not averaged.
+    Faces are embedded from the fixed FFHQ-aligned crop (the images are aligned already).
+    With a ``face_detector`` (e.g. :class:`lsap.align.MTCNNFaceDetector`), a pair where no
+    face is found in the reconstruction or the input scores NaN, as GANInverter's script
+    skips such images; NaN scores (and non-finite embeddings) are counted in
+    ``num_nonfinite`` and reported by :meth:`summary` as ``no_face_or_nonfinite``, never
+    averaged and never silently dropped.
 
     Args:
         weights: ``model_ir_se50.pth`` (ArcFace) or a facenet-pytorch state dict.
         backbone: ``"arcface"``, ``"facenet"`` or ``"curricularface"``.
         network: an already-built :class:`~lsap.losses.IDLoss` used instead.
+        face_detector: optional detector with ``detect(PIL image) -> list`` of faces.
     """
 
     higher_is_better = True
@@ -295,8 +299,10 @@ class IDSimilarity(_ConventionMetric):
 
     def __init__(self, weights: str | None = None,
                  backbone: Literal["arcface", "facenet", "curricularface"] = "arcface",
-                 convention: Convention = "default", network: nn.Module | None = None, **kwargs) -> None:
+                 convention: Convention = "default", network: nn.Module | None = None,
+                 face_detector: Any | None = None, **kwargs) -> None:
         super().__init__(convention=convention, **kwargs)
+        self.face_detector = face_detector
         if network is None:
             from lsap.losses.identity import IDLoss
 
@@ -310,10 +316,28 @@ class IDSimilarity(_ConventionMetric):
                 network = IDLoss(weights=weights, backbone=backbone, reduction="none")
         self.network = network.eval().requires_grad_(False)
 
+    def has_face(self, images: Tensor) -> Tensor:
+        """Whether the detector finds a face in each image ``[B]`` (all true without a detector)."""
+        if self.face_detector is None:
+            return torch.ones(images.shape[0], dtype=torch.bool, device=images.device)
+        from PIL import Image
+
+        levels = ((images.detach().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        found = [len(self.face_detector.detect(Image.fromarray(array))) > 0 for array in levels]
+        return torch.tensor(found, dtype=torch.bool, device=images.device)
+
     @torch.no_grad()
     def scores(self, pred: Tensor, target: Tensor) -> Tensor:
         pred, target = self.prepared(pred, target)
-        return self.network.similarity(pred, target).double()
+        similarity = self.network.similarity(pred, target).double()
+        detected = self.has_face(pred) & self.has_face(target)
+        return torch.where(detected, similarity, torch.full_like(similarity, float("nan")))
+
+    def summary(self) -> dict[str, float | int]:
+        result = super().summary()
+        result["no_face_or_nonfinite"] = result.pop("nonfinite")
+        result["face_detector"] = type(self.face_detector).__name__ if self.face_detector is not None else None
+        return result
 
 
 def psnr_from_mse(mse: float, convention: str = "default") -> float:

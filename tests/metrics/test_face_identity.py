@@ -15,7 +15,8 @@ def test_curricularface_layout_loads_and_scores(tmp_path: Path) -> None:
     torch.manual_seed(0)
     net = ArcFaceIRSE(use_se=False, blocks_per_stage=(1, 2, 1, 1), stage_channels=(8, 16, 24, 32),
                       stem_channels=8, embedding_dim=16).eval()
-    state = {f"module.{k}": v for k, v in net.state_dict().items() if k not in ("output_layer.4.weight", "output_layer.4.bias")}
+    affine = ("output_layer.4.weight", "output_layer.4.bias")
+    state = {f"module.{k}": v for k, v in net.state_dict().items() if k not in affine}
     # CurricularFace stores its last BatchNorm1d without affine parameters.
     torch.save(state, tmp_path / "CurricularFace_Backbone.pth")
     net.output_layer[4].weight.data.fill_(1)
@@ -39,3 +40,30 @@ def test_curricularface_layout_loads_and_scores(tmp_path: Path) -> None:
 def test_missing_weights_name_the_file(tmp_path: Path, make, name: str) -> None:
     with pytest.raises(FileNotFoundError, match=name):
         make(tmp_path)
+
+
+class DarkMeansNoFace:
+    """A detector stand-in: finds a face unless the image is mostly dark."""
+
+    def detect(self, image):
+        import numpy as np
+
+        return [] if np.asarray(image).mean() < 100 else ["face"]
+
+
+def test_failed_detections_are_counted_and_left_out(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = ArcFaceIRSE(blocks_per_stage=(1, 1, 1, 1), stage_channels=(8, 16, 24, 32), embedding_dim=16).eval()
+    from lsap.losses.identity import IDLoss
+
+    metric = IDSimilarity(network=IDLoss(network=net, network_input_size=112, reduction="none"),
+                          face_detector=DarkMeansNoFace())
+    bright = torch.rand(3, 3, 64, 64) * 0.5 + 0.4
+    dark = -torch.rand(1, 3, 64, 64) * 0.5 - 0.4
+    pred = torch.cat([bright, dark])
+    target = torch.cat([bright.flip(0), bright[:1]])
+    metric.update(pred, target)
+    summary = metric.summary()
+    assert summary["count"] == 3 and summary["no_face_or_nonfinite"] == 1
+    expected = metric.network.similarity(bright, bright.flip(0)).double().mean()
+    assert summary["mean"] == pytest.approx(float(expected), rel=1e-6)
