@@ -14,8 +14,10 @@ from lsap.metrics.fid import FID, FeatureExtractor, file_sha256, load_feature_ex
 
 def _feed(metric: FID, files: list[str], real: bool, batch_size: int, device: torch.device, label: str) -> None:
     for start in tqdm(range(0, len(files), batch_size), desc=f"FID {label}", unit="batch", leave=False):
-        batch = torch.stack([read_image_uint8(f) for f in files[start:start + batch_size]]).to(device)
-        metric.update(batch, real=real)
+        images = [read_image_uint8(f) for f in files[start:start + batch_size]]
+        # The feature networks resize inside, so folders of mixed sizes go in per-size groups.
+        for shape in dict.fromkeys(image.shape for image in images):
+            metric.update(torch.stack([i for i in images if i.shape == shape]).to(device), real=real)
 
 
 @torch.no_grad()
@@ -26,7 +28,7 @@ def folder_fid(real: str | Path | list[str], fake: str | Path | list[str], incep
 
     ``real_stats``: a file of real-image feature statistics; read when it exists (``real`` is
     then not read), written after computing them otherwise.
-    Images of one batch must share a size. Returns ``{"fid", "num_real", "num_fake", ...}``.
+    Images may differ in size (the feature network resizes). Returns ``{"fid", "num_real", "num_fake", ...}``.
     """
     target = torch.device(device)
     extractor = extractor if extractor is not None else load_feature_extractor(inception, device=target)

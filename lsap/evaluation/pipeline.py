@@ -148,14 +148,17 @@ def evaluate(results_dir: str, real: str, output: str | None = None, inception: 
     for _, chunk in _batches(pairs, batch_size, "fidelity"):
         prepared = [prepare_pair(read_image(item.image_path)[None], read_image(path)[None], convention)
                     for item, path in chunk]
-        pred = torch.cat([p for p, _ in prepared]).to(target)
-        real_images = torch.cat([r for _, r in prepared]).to(target)
         rows = [{"name": item.name} for item, _ in chunk]
-        for name, metric in metrics.items():
-            values = metric.scores(pred, real_images)
-            metric.accumulate(values)
-            for row, value in zip(rows, values.tolist()):
-                row[name] = value if math.isfinite(value) else None
+        # Reconstructions of one folder normally share a size; other folders go in per-size groups.
+        for shape in dict.fromkeys(p.shape for p, _ in prepared):
+            group = [k for k, (p, _) in enumerate(prepared) if p.shape == shape]
+            pred = torch.cat([prepared[k][0] for k in group]).to(target)
+            real_images = torch.cat([prepared[k][1] for k in group]).to(target)
+            for name, metric in metrics.items():
+                values = metric.scores(pred, real_images)
+                metric.accumulate(values)
+                for k, value in zip(group, values.tolist()):
+                    rows[k][name] = value if math.isfinite(value) else None
         per_image.extend(rows)
 
     results: dict[str, Any] = {name: metric.summary() for name, metric in metrics.items()}

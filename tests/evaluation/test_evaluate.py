@@ -98,6 +98,15 @@ def test_fid_command_prints_the_value_evaluate_reports(folders, capsys) -> None:
     report = evaluate(str(results), str(real), inception=str(inception), output=str(tmp_path / "out"))
     assert report["metrics"]["fid"]["mean"] == pytest.approx(line["fid"], rel=1e-6)
 
+    from lsap.evaluation import folder_fid
+
+    stats = tmp_path / "real_stats.pt"
+    written = folder_fid(real, fake, inception=str(inception), real_stats=str(stats))
+    reused = folder_fid(tmp_path / "no-such-folder", fake, inception=str(inception), real_stats=str(stats))
+    assert stats.is_file() and reused["fid"] == pytest.approx(written["fid"], rel=1e-9) and reused["num_real"] == 6
+    save_png(fake / "bigger.png", torch.zeros(3, 24, 24))  # mixed sizes are fine
+    assert folder_fid(real, fake, inception=str(inception))["num_fake"] == 6
+
     main(["evaluate", str(results), "--real", str(real), "--inception", str(inception), "--convention", "ganinverter",
           "--output", str(tmp_path / "gi")])
     printed = capsys.readouterr().out
