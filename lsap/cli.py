@@ -17,6 +17,8 @@ import pickle
 import sys
 from typing import Callable, NoReturn
 
+from lsap.evaluation import cli as evaluation_cli
+
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 DEBUG_FLAG = "--debug"
 
@@ -81,6 +83,8 @@ def _anchors(generator: str, output: str | None = None, num_samples: int = 100_0
 
 
 EXTRA_COMMANDS: dict[str, Callable] = {"align": _align, "convert": _convert, "anchors": _anchors}
+EXTRA_COMMANDS.update(evaluate=evaluation_cli.evaluate_command, fid=evaluation_cli.fid_command,
+                      compare=evaluation_cli.compare_command)
 
 
 def _lightning_cli(args: list[str] | None) -> None:

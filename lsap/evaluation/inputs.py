@@ -1,0 +1,83 @@
+"""Reading an inversion output folder and pairing each reconstruction with its input.
+
+All reading of inversion outputs goes through :func:`read_reconstructions`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lsap.data.images import load_rgb, scan_image_files
+from lsap.results import IMAGES_DIR, load_results
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """One reconstruction: its name (input path relative to the input folder, no extension),
+    its image file and, when the folder came from lsap, its code file."""
+
+    name: str
+    image_path: Path
+    code_path: Path | None = None
+
+
+@dataclass
+class Pairing:
+    pairs: list[tuple[Reconstruction, Path]] = field(default_factory=list)
+    unmatched_results: list[str] = field(default_factory=list)
+    unmatched_real: list[str] = field(default_factory=list)
+
+
+def _relative_name(path: str | Path, root: Path) -> str:
+    return PurePosixPath(*Path(path).relative_to(root).with_suffix("").parts).as_posix()
+
+
+def read_reconstructions(results_dir: str | Path) -> list[Reconstruction]:
+    """The reconstructions of a results folder, sorted by name: the finished records of an
+    lsap inversion output, or else every image under ``images/`` (or the folder itself)."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"results folder not found: '{root}'")
+    records = load_results(root)
+    if records:
+        return [Reconstruction(r.name, r.image_path, r.code_path) for r in records if r.image_path is not None]
+    folder = root / IMAGES_DIR if (root / IMAGES_DIR).is_dir() else root
+    return [Reconstruction(_relative_name(p, folder), Path(p)) for p in scan_image_files(folder)]
+
+
+def pair_with_inputs(reconstructions: list[Reconstruction], real_dir: str | Path) -> Pairing:
+    """Pair each reconstruction with the input of the same relative name (extension aside)."""
+    root = Path(real_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"real data folder not found: '{root}'")
+    real = {_relative_name(p, root): Path(p) for p in scan_image_files(root)}
+    pairing = Pairing()
+    for item in reconstructions:
+        if item.name in real:
+            pairing.pairs.append((item, real[item.name]))
+        else:
+            pairing.unmatched_results.append(item.name)
+    used = {item.name for item, _ in pairing.pairs}
+    pairing.unmatched_real = sorted(set(real) - used)
+    return pairing
+
+
+def read_image(path: str | Path) -> Tensor:
+    """An image file as float ``[3, H, W]`` in [-1, 1]."""
+    array = np.asarray(load_rgb(path), dtype=np.float32)
+    return torch.from_numpy(array).permute(2, 0, 1) / 127.5 - 1
+
+
+def read_image_uint8(path: str | Path, size: int | None = None) -> Tensor:
+    """An image file as uint8 ``[3, H, W]`` (optionally resized first; FID uses the file as is)."""
+    picture = load_rgb(path)
+    if size is not None and picture.size != (size, size):
+        from PIL import Image
+
+        picture = picture.resize((size, size), Image.BICUBIC)
+    return torch.from_numpy(np.array(picture, dtype=np.uint8)).permute(2, 0, 1)
