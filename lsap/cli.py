@@ -11,6 +11,8 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
+from lsap.editing.cli import DIRECTIONS_COMMANDS, edit
+
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 
@@ -68,7 +70,8 @@ def _anchors(generator: str, output: str | None = None, num_samples: int = 100_0
     print(f"anchors of {generator}: {len(anchors.lsap)} LSAP layers, |mu_l| = [{norms}]")
 
 
-EXTRA_COMMANDS: dict[str, Callable] = {"align": _align, "convert": _convert, "anchors": _anchors}
+EXTRA_COMMANDS: dict[str, Callable | dict[str, Callable]] = {
+    "align": _align, "convert": _convert, "anchors": _anchors, "edit": edit, "directions": DIRECTIONS_COMMANDS}
 
 
 def _lightning_cli(args: list[str] | None) -> None:
