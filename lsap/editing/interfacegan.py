@@ -155,6 +155,8 @@ def read_labels(path: str | os.PathLike[str], column: str | None = None) -> dict
         if not _is_number(value):
             raise ValueError(f"'{file}': label of '{name}' is not a number: {value!r}")
         labels[str(Path(str(name)).with_suffix("")).replace(os.sep, "/")] = float(value)
+    if not labels:
+        raise ValueError(f"'{file}' holds no labels")
     return labels
 
 
