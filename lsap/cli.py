@@ -96,7 +96,11 @@ def main(argv: list[str] | None = None) -> None:
     if argv and argv[0] in EXTRA_COMMANDS:
         from jsonargparse import CLI
 
-        result = CLI(EXTRA_COMMANDS[argv[0]], args=argv[1:], as_positional=True, prog=f"lsap {argv[0]}")
+        command, args = EXTRA_COMMANDS[argv[0]], argv[1:]
+        if isinstance(command, dict) and args and args[0] in command:  # subcommands own their argv too
+            args = args[:1] + getattr(command[args[0]], "prepare_argv", list)(args[1:])
+        args = getattr(command, "prepare_argv", list)(args)  # commands may fold space-separated lists
+        result = CLI(command, args=args, as_positional=True, prog=f"lsap {argv[0]}")
         if isinstance(result, int) and result:
             raise SystemExit(result)
         return

@@ -12,6 +12,25 @@ if TYPE_CHECKING:  # the commands import torch and lsap lazily so that `lsap --h
 __all__ = ["directions_interfacegan", "directions_ganspace", "directions_sefa", "edit", "load_generator_spec"]
 
 
+def space_separated_lists(argv: list[str], options: dict[str, type]) -> list[str]:
+    """Let list options take space-separated values (``--strengths -3 0 3``), as the commands
+    document, by folding them into the JSON form jsonargparse reads (``--strengths=[-3, 0, 3]``)."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        name = argv[i][2:] if argv[i].startswith("--") else None
+        if name in options:
+            values = []
+            while i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                values.append(options[name](argv[i + 1]))
+                i += 1
+            out.append(f"--{name}={json.dumps(values)}" if values else argv[i])
+        else:
+            out.append(argv[i])
+        i += 1
+    return out
+
+
 def load_generator_spec(spec: str | None, results_dir: str | None = None) -> torch.nn.Module:
     """A generator from a checkpoint path, a YAML/JSON file of ``GeneratorSource`` fields or a run
     config (its ``model.init_args.generator``), a JSON object string, or (``spec`` None) the
@@ -40,7 +59,7 @@ def load_generator_spec(spec: str | None, results_dir: str | None = None) -> tor
     return GeneratorSource(checkpoint=str(path)).build()
 
 
-def edit(results_dir: str, direction: list[str], strengths: list[float] = [-3.0, 0.0, 3.0],  # noqa: B006
+def edit(results_dir: str, direction: list[str] = [], strengths: list[float] = [-3.0, 0.0, 3.0],  # noqa: B006
          layers: Optional[str] = None, output: Optional[str] = None, generator: Optional[str] = None,
          ganspace: Optional[str] = None, ganspace_mode: Literal["target", "shift"] = "target",
          style_std_samples: int = 100_000, batch_size: int = 8, device: str = "cpu", upscale: int = 1,
@@ -66,6 +85,9 @@ def edit(results_dir: str, direction: list[str], strengths: list[float] = [-3.0,
     """
     from lsap.editing.edits import resolve_edit
     from lsap.editing.run import edit_results
+
+    if not direction:
+        raise ValueError("give at least one --direction (a file, FILE#k, ganspace:..., stylespace:... or a name)")
 
     g = load_generator_spec(generator, results_dir).to(device)
     edits = [resolve_edit(spec, g, layers=layers, ganspace=ganspace, ganspace_mode=ganspace_mode,
@@ -180,6 +202,11 @@ def directions_interfacegan(generator: str, output: str, labels: Optional[str] =
     print(f"wrote {output}: held-out accuracy {boundary.accuracy} on {boundary.num_test} codes "
           f"(train {boundary.train_accuracy:.3f} on {boundary.num_train})")
 
+
+edit.prepare_argv = lambda argv: space_separated_lists(  # type: ignore[attr-defined]
+    argv, {"direction": str, "strengths": float})
+directions_interfacegan.prepare_argv = lambda argv: space_separated_lists(  # type: ignore[attr-defined]
+    argv, {"condition": str})
 
 DIRECTIONS_COMMANDS = {"ganspace": directions_ganspace, "sefa": directions_sefa,
                        "interfacegan": directions_interfacegan}

@@ -44,6 +44,9 @@ def render_grid(generator: nn.Module, ws: Tensor, edits: Sequence[Any], strength
                 noise: Any = None) -> tuple[list[Tensor], dict[str, Any]]:
     """Edit W / W+ codes ``[B, ...]`` with every edit at every strength.
 
+    All rows share one column layout: the 0 column is the reconstruction only when strength 0
+    is the identity for every edit (GANSpace's target mode is not).
+
     Returns, per image, a ``[len(edits), len(columns), C, H, W]`` image tensor (rows: edits;
     columns from :func:`columns_for`, None = the unedited reconstruction), and per edit name
     its columns and edited codes (``[B, S, num_ws, w_dim]`` or, for style edits, the list of
@@ -52,8 +55,8 @@ def render_grid(generator: nn.Module, ws: Tensor, edits: Sequence[Any], strength
     ws = generator.synthesis_network.check_ws(ws)
     original = generator.synthesis(ws, noise=noise)
     rows, codes = [], {}
+    columns = columns_for(strengths, all(edit.identity_at_zero for edit in edits))
     for edit in edits:
-        columns = columns_for(strengths, edit.identity_at_zero)
         images, edited_at = [], {}
         for s in columns:
             if s is None:
