@@ -1,6 +1,7 @@
 """Reading weight files without executing code from them.
 
-Every loader in lsap goes through :func:`load_weights_file` (``torch.save`` files) or
+Every file lsap writes goes through :func:`atomic_write`, so a reader (or a resumed run)
+sees either no file or a complete one. Every loader in lsap goes through :func:`load_weights_file` (``torch.save`` files) or
 :mod:`lsap.model.safe_pickle` (NVlabs pickles), so the rules and the error messages are
 the same everywhere: a missing file names itself and what it should be, a file that would
 need code execution is refused naming the global it asks for, and a damaged file says so.
@@ -11,9 +12,11 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Sequence
+from typing import IO, Any, Sequence
 
 import torch
 
@@ -85,3 +88,20 @@ def _unpickler_reason(error: Exception) -> str:
     informative = [p for p in paragraphs if not p.startswith(("Weights only load failed", "Check the documentation"))]
     reason = informative[-1] if informative else paragraphs[-1] if paragraphs else "unknown error"
     return " ".join(reason.split())[:300]
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], Any], mode: str = "wb") -> None:
+    """Write ``path`` atomically: ``write`` fills a temporary file in the same folder, which
+    is flushed to disk and then renamed over ``path``. Parent folders are created."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, mode) as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -1,29 +1,15 @@
 """Write inversion results to disk, one set of files per input image, resumably.
 
-Every inversion module (``LSAP_O``, ``PTI``, the encoder ``LSAP_E``) returns from
-``predict_step`` the dict described in :class:`InversionWriter`; this callback turns it
-into files. Output names mirror each input's path relative to the input folder, so
-``in/a/001.png`` and ``in/b/001.png`` give ``a/001`` and ``b/001``.
+The folder layout, the names and the per-image records belong to :mod:`lsap.results`; this
+callback turns the :class:`~lsap.results.InversionPrediction` an inversion module returns
+from ``predict_step`` into those files. Output names mirror each input's path relative to
+the input folder, so ``in/a/001.png`` and ``in/b/001.png`` give ``a/001`` and ``b/001``.
 
-Layout of ``output_dir`` (``<name>`` = relative input path without its extension)::
-
-    codes/<name>.pt       {"ws": [num_ws, w_dim], "noise": [[1, 1, r, r], ...]?, "key", "name", "meta"}
-    images/<name>.png     the reconstruction (8-bit RGB, generator resolution)
-    pti/<name>.pt         PTI refinement only: the tuned-weights delta (see lsap.modules.pti)
-    records/<name>.json   {"name", "key", "losses": {...}, "nscd", "nscd_layers"?, "meta"}
-    results.jsonl         every record, one per line, sorted by name (rebuilt at the end)
-    summary.json          counts and means (rebuilt at the end)
-
-Kinds of files live in separate folders so no input name can collide with another kind
-of output or with the two summary files. All files are written atomically (temporary
-file, then rename).
-
-Resuming. An image counts as done when its record *and* its code exist; the record is
-written last, so an interrupted write never counts. The module asks before optimising:
-``pending_indices(trainer, keys)`` returns the batch positions no attached writer has
-finished (``is_done``), and the module returns results for those only, listing the rest
-under ``"skipped"``. The data loader stays untouched, which keeps Lightning's distributed
-sampler valid; reading an already finished image costs only its decoding.
+Resuming. Before each ``predict_step`` the writer marks the batch's finished images in
+``batch["done"]`` (finished = record and code exist); the module inverts only the others
+(:func:`lsap.results.split_pending`) and lists the rest under ``"skipped"``. The data
+loader stays untouched, which keeps Lightning's distributed sampler valid; reading an
+already finished image costs only its decoding.
 
 Distributed runs. Each rank writes the files of its own images (Lightning's predict
 sampler gives every image to exactly one rank). Records are one file per image, so
@@ -34,190 +20,44 @@ of earlier, interrupted runs.
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import tempfile
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path, PurePosixPath
+from collections.abc import Mapping, MutableMapping, Sequence
+from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
-from PIL import Image
-from torch import Tensor
 
-__all__ = [
-    "CODES_DIR",
-    "DELTAS_DIR",
-    "IMAGES_DIR",
-    "RECORDS_DIR",
-    "RESULTS_FILE",
-    "SUMMARY_FILE",
-    "InversionWriter",
-    "dataset_root",
-    "find_writers",
-    "item_keys",
-    "load_code",
-    "output_name",
-    "pending_batch",
-    "pending_indices",
-]
+from lsap.results import (
+    DONE_KEY,
+    InversionResults,
+    item_keys,
+    json_safe,
+    output_name,
+    per_image,
+)
 
-CODES_DIR = "codes"
-IMAGES_DIR = "images"
-DELTAS_DIR = "pti"
-RECORDS_DIR = "records"
-RESULTS_FILE = "results.jsonl"
-SUMMARY_FILE = "summary.json"
+__all__ = ["InversionWriter"]
 
 # Output keys whose tensors are large; dropped from the returned predictions after writing.
 _LARGE_KEYS = ("image", "noise", "pti_delta")
 
 
-# ----- naming ------------------------------------------------------------------------------
-def item_keys(batch: Mapping[str, Any]) -> list[str]:
-    """Identifiers of a batch's images: their file paths, or for path-less data (such as
-    ``SyntheticDataset``) the item index as a zero-padded number."""
-    if "path" in batch:
-        return [str(p) for p in batch["path"]]
-    if "index" in batch:
-        return [f"{int(i):06d}" for i in batch["index"]]
-    raise KeyError("a batch needs 'path' (image folders) or 'index' (synthetic data) to name its outputs")
-
-
-def output_name(key: str, root: str | None = None) -> str:
-    """Output name (POSIX, no extension) of an image identified by ``key``.
-
-    Inside ``root`` the name is the relative path; a relative key without ``..`` is used
-    as it is; anything else falls back to the file name.
-    """
-    path = Path(key)
-    if root is not None:
-        try:
-            relative = Path(os.path.abspath(path)).relative_to(os.path.abspath(root))
-            return PurePosixPath(*relative.parts).with_suffix("").as_posix()
-        except ValueError:
-            pass
-    if not path.is_absolute() and ".." not in path.parts and path.parts:
-        return PurePosixPath(*path.parts).with_suffix("").as_posix()
-    return PurePosixPath(path.name).with_suffix("").as_posix()
-
-
-def dataset_root(trainer: Trainer | None) -> str | None:
-    """The folder the predict data set was scanned from (its ``root``), if it has one."""
-    loaders = getattr(trainer, "predict_dataloaders", None) if trainer is not None else None
-    if loaders is None:
-        return None
+def _predict_dataset(trainer: Trainer) -> Any:
+    loaders = getattr(trainer, "predict_dataloaders", None)
     loader = loaders[0] if isinstance(loaders, Sequence) and loaders else loaders
-    root = getattr(getattr(loader, "dataset", None), "root", None)
-    return os.fspath(root) if root is not None else None
+    return getattr(loader, "dataset", None)
 
 
-def _dataset_keys(trainer: Trainer) -> list[str] | None:
-    loaders = trainer.predict_dataloaders
-    loader = loaders[0] if isinstance(loaders, Sequence) and loaders else loaders
-    paths = getattr(getattr(loader, "dataset", None), "paths", None)
-    return [str(p) for p in paths] if paths is not None else None
-
-
-def find_writers(trainer: Trainer | None) -> list[InversionWriter]:
-    """The :class:`InversionWriter` callbacks attached to ``trainer``."""
-    if trainer is None:
-        return []
-    return [cb for cb in trainer.callbacks if isinstance(cb, InversionWriter)]
-
-
-def pending_indices(trainer: Trainer | None, keys: Sequence[str]) -> list[int]:
-    """Positions in ``keys`` that some attached writer has not finished yet (all of them
-    when no writer is attached, or when a writer was told not to skip)."""
-    writers = find_writers(trainer)
-    if not writers:
-        return list(range(len(keys)))
-    return [i for i, key in enumerate(keys) if not all(w.is_done(key) for w in writers)]
-
-
-def pending_batch(trainer: Trainer | None, batch: Mapping[str, Any]) -> tuple[list[int], dict[str, Any]]:
-    """Split a predict batch into what is still to do and what is finished.
-
-    Returns the batch positions to invert and the start of ``predict_step``'s output:
-    ``{"path": keys still to do, "skipped": keys already finished}``.
-    """
-    keys = item_keys(batch)
-    todo = pending_indices(trainer, keys)
-    pending = set(todo)
-    out: dict[str, Any] = {"path": [keys[i] for i in todo],
-                           "skipped": [k for i, k in enumerate(keys) if i not in pending]}
-    return todo, out
-
-
-def load_code(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a ``codes/<name>.pt`` file written by :class:`InversionWriter` (weights only)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"code file not found: '{path}'")
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(data, Mapping) or "ws" not in data:
-        raise ValueError(f"'{path}' is not an lsap code file (expected a dict with 'ws')")
-    return dict(data)
-
-
-# ----- atomic file writes ------------------------------------------------------------------
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, mode) as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _to_uint8_image(image: Tensor) -> Image.Image:
-    array = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return Image.fromarray(np.ascontiguousarray(array.permute(1, 2, 0).numpy()), "RGB")
-
-
-def _scalar(value: Tensor | float, index: int) -> float:
-    if isinstance(value, Tensor):
-        return float(value.detach().reshape(-1)[index] if value.numel() > 1 else value.detach().reshape(()))
-    return float(value)
-
-
-def _json_safe(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
-# ----- the writer --------------------------------------------------------------------------
 class InversionWriter(BasePredictionWriter):
     """Write codes, reconstructions and per-image metrics of an inversion run.
 
-    ``predict_step`` of an inversion module returns, for the B images of a batch that
-    still had to be done::
-
-        {
-            "path": list[str],                    # identifiers (see item_keys), length B
-            "ws": Tensor[B, num_ws, w_dim],       # W+ codes (W codes broadcast over num_ws)
-            "image": Tensor[B, 3, R, R],          # reconstructions in [-1, 1]
-            "losses": dict[str, Tensor[B]],       # final per-image losses
-            "nscd": Tensor[B],                    # per-image NSCD (mean over layers)
-            # optional:
-            "nscd_layers": Tensor[B, L],          # per-layer NSCD
-            "noise": list[Tensor[B, 1, r, r]],    # optimised noise maps, one per conv
-            "pti_delta": list[dict],              # PTI weight deltas, one per image
-            "meta": dict,                         # JSON-able run facts (method, space, ...)
-            "skipped": list[str],                 # identifiers already done (not in "path")
-        }
-
-    When every image of a batch was already done, ``path`` is empty and only ``path`` and
-    ``skipped`` need to be present. ``path`` may be ``None`` for path-less data if the
-    dict carries the batch's ``"index"`` instead. Modules build ``path`` with
-    :func:`item_keys` and honour resuming with :func:`pending_indices`.
+    ``predict_step`` returns an :class:`~lsap.results.InversionPrediction`. When every
+    image of a batch was already done, ``path`` is empty and only ``path`` and ``skipped``
+    need to be present. ``path`` may be ``None`` for path-less data if the dict carries the
+    batch's ``"index"`` instead.
 
     Args:
         output_dir: folder for all outputs (created if missing).
@@ -245,6 +85,7 @@ class InversionWriter(BasePredictionWriter):
     ) -> None:
         super().__init__(write_interval="batch")
         self.output_dir = Path(output_dir)
+        self.results = InversionResults(self.output_dir)
         self.input_root = input_root
         self.save_noise = save_noise
         self.save_images = save_images
@@ -258,27 +99,21 @@ class InversionWriter(BasePredictionWriter):
     def name_of(self, key: str) -> str:
         return output_name(key, self._root)
 
-    def code_path(self, key: str) -> Path:
-        return self.output_dir / CODES_DIR / f"{self.name_of(key)}.pt"
-
-    def image_path(self, key: str) -> Path:
-        return self.output_dir / IMAGES_DIR / f"{self.name_of(key)}.png"
-
-    def delta_path(self, key: str) -> Path:
-        return self.output_dir / DELTAS_DIR / f"{self.name_of(key)}.pt"
-
-    def record_path(self, key: str) -> Path:
-        return self.output_dir / RECORDS_DIR / f"{self.name_of(key)}.json"
-
     def is_done(self, key: str) -> bool:
         """Whether the image ``key`` has a finished record and code (and resuming is on)."""
-        return self.skip_done and self.record_path(key).is_file() and self.code_path(key).is_file()
+        return self.skip_done and self.results.is_done(self.name_of(key))
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._root = self.input_root if self.input_root is not None else dataset_root(trainer)
+        dataset = _predict_dataset(trainer)
+        if self.input_root is not None:
+            self._root = self.input_root
+        else:
+            root = getattr(dataset, "root", None)
+            self._root = os.fspath(root) if root is not None else None
         self.num_written = self.num_skipped = 0
-        keys = _dataset_keys(trainer)
-        if keys is not None:
+        paths = getattr(dataset, "paths", None)
+        if paths is not None:
+            keys = [str(p) for p in paths]
             counts = Counter(self.name_of(k) for k in keys)
             clashes = sorted(name for name, n in counts.items() if n > 1)
             if clashes:
@@ -288,6 +123,15 @@ class InversionWriter(BasePredictionWriter):
                     f"in one folder), e.g. {examples}: their results would overwrite each other; rename them"
                 )
         self.output_dir.mkdir(parents=True, exist_ok=True)
+
+    def on_predict_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int,
+                               dataloader_idx: int = 0) -> None:
+        """Mark the batch's finished images (an image is finished when every writer has it)."""
+        if not isinstance(batch, MutableMapping):
+            return
+        keys = item_keys(batch)
+        done = batch.get(DONE_KEY) or [True] * len(keys)
+        batch[DONE_KEY] = [bool(d) and self.is_done(key) for d, key in zip(done, keys)]
 
     # ----- writing ---------------------------------------------------------------------
     def write_on_batch_end(
@@ -303,7 +147,7 @@ class InversionWriter(BasePredictionWriter):
         if not isinstance(prediction, dict) or "path" not in prediction:
             raise TypeError(
                 "InversionWriter expects predict_step to return a dict with 'path', 'ws', 'image', 'losses' and "
-                f"'nscd' (see its docstring), got {type(prediction).__name__}"
+                f"'nscd' (lsap.results.InversionPrediction), got {type(prediction).__name__}"
             )
         self.num_skipped += len(prediction.get("skipped", ()))
         keys = prediction["path"]
@@ -324,24 +168,21 @@ class InversionWriter(BasePredictionWriter):
                                 "name": name, "meta": meta}
         if self.save_noise and prediction.get("noise") is not None:
             code["noise"] = [n[i:i + 1].detach().float().cpu().clone() for n in prediction["noise"]]
-        _atomic_write(self.code_path(key), lambda f: torch.save(code, f))
+        self.results.write_code(name, code)
         if self.save_images and prediction.get("image") is not None:
-            picture = _to_uint8_image(prediction["image"][i])
-            _atomic_write(self.image_path(key), lambda f: picture.save(f, format="PNG"))
+            self.results.write_image(name, prediction["image"][i])
         if prediction.get("pti_delta") is not None:
-            delta = prediction["pti_delta"][i]
-            _atomic_write(self.delta_path(key), lambda f: torch.save(delta, f))
+            self.results.write_delta(name, prediction["pti_delta"][i])
         record: dict[str, Any] = {
             "name": name,
             "key": key,
-            "losses": {k: _json_safe(_scalar(v, i)) for k, v in (prediction.get("losses") or {}).items()},
-            "nscd": _json_safe(_scalar(prediction["nscd"], i)) if prediction.get("nscd") is not None else None,
+            "losses": {k: json_safe(per_image(v, i)) for k, v in (prediction.get("losses") or {}).items()},
+            "nscd": json_safe(per_image(prediction["nscd"], i)) if prediction.get("nscd") is not None else None,
             "meta": meta,
         }
         if prediction.get("nscd_layers") is not None:
-            record["nscd_layers"] = [_json_safe(float(v)) for v in prediction["nscd_layers"][i].detach().cpu()]
-        text = json.dumps(record, sort_keys=True)
-        _atomic_write(self.record_path(key), lambda f: f.write(text + "\n"), mode="w")
+            record["nscd_layers"] = [json_safe(float(v)) for v in prediction["nscd_layers"][i].detach().cpu()]
+        self.results.write_record(record)
 
     # ----- end of the run --------------------------------------------------------------
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -354,17 +195,11 @@ class InversionWriter(BasePredictionWriter):
 
     def read_records(self) -> list[dict[str, Any]]:
         """Every finished record in ``output_dir``, sorted by name."""
-        folder = self.output_dir / RECORDS_DIR
-        records = []
-        for path in sorted(folder.rglob("*.json")) if folder.is_dir() else []:
-            records.append(json.loads(path.read_text()))
-        return sorted(records, key=lambda r: r["name"])
+        return [record.as_dict() for record in self.results]
 
     def merge(self, written_this_run: int | None = None, skipped_this_run: int | None = None) -> dict[str, Any]:
         """Rebuild ``results.jsonl`` and ``summary.json`` from the records; return the summary."""
-        records = self.read_records()
-        lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
-        _atomic_write(self.output_dir / RESULTS_FILE, lambda f: f.write(lines), mode="w")
+        records = self.results.write_results_file()
 
         def mean(values: list[float | None]) -> float | None:
             finite = [v for v in values if v is not None]
@@ -381,6 +216,5 @@ class InversionWriter(BasePredictionWriter):
             "mean_nscd_layers": [mean(list(col)) for col in zip(*layer_rows)] if layer_rows else None,
             "methods": sorted({str(m) for r in records if (m := (r.get("meta") or {}).get("method"))}),
         }
-        text = json.dumps(summary, indent=2, sort_keys=True)
-        _atomic_write(self.output_dir / SUMMARY_FILE, lambda f: f.write(text + "\n"), mode="w")
+        self.results.write_summary(summary)
         return summary

@@ -2,7 +2,10 @@
 
 Every item is a dict::
 
-    {"image": float32 [3, R, R] in [-1, 1], "path": str, "index": int}
+    {"image": float32 [3, R, R] in [-1, 1], "path": str, "name": str, "index": int}
+
+(``name``: the output name, the path relative to the folder without its extension; see
+:func:`lsap.results.output_name`)
 
 plus, for presets whose content does not fill the canvas (``car``)::
 
@@ -34,6 +37,8 @@ import torch
 from lightning.fabric.utilities.rank_zero import rank_zero_warn
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset, get_worker_info
+
+from lsap.results import output_name
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (
     ".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm",
@@ -335,6 +340,7 @@ class ImageFolderDataset(Dataset):
                 f"be read: {_summarise(self.skipped, max_listed_skips)}. The full list is in `.skipped`.",
                 category=SkippedImagesWarning,
             )
+        self.names: list[str] = [output_name(p, self.root) for p in self.paths]
         self._failed: set[int] = set()  # indices that failed at load time (in this process)
         self._flip_rng: torch.Generator | None = None
         self._flip_rng_owner: tuple[int, int | None] | None = None
@@ -380,7 +386,8 @@ class ImageFolderDataset(Dataset):
         tensor = torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
         if self.hflip_probability > 0 and torch.rand((), generator=self._flip_generator()) < self.hflip_probability:
             tensor = tensor.flip(-1)  # content boxes are left-right symmetric, so they still hold
-        item: dict[str, object] = {"image": tensor, "path": self.paths[index], "index": index}
+        item: dict[str, object] = {"image": tensor, "path": self.paths[index], "name": self.names[index],
+                                   "index": index}
         if self.content_box is not None and self._mask is not None:
             item["mask"] = self._mask.clone()
             item["content_box"] = self.content_box.as_tensor()

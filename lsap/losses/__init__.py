@@ -1,6 +1,7 @@
 """Losses and regularisers for encoder training and per-image optimisation."""
 
 from lsap.losses.identity import IDLoss
+from lsap.losses.locality import LocalityRegularizer
 from lsap.losses.lpips import LPIPSLoss
 from lsap.losses.moco import MoCoLoss
 from lsap.losses.nscd import NSCDLoss
@@ -11,6 +12,7 @@ __all__ = [
     "DeltaRegularizer",
     "IDLoss",
     "L2Loss",
+    "LocalityRegularizer",
     "LPIPSLoss",
     "MoCoLoss",
     "NSCDLoss",

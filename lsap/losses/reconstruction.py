@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["Box", "L2Loss", "apply_box", "check_image_pair", "prepare_mask", "reduce_per_sample"]
+__all__ = ["Box", "L2Loss", "apply_box", "check_image_pair", "prepare_mask", "reduce_per_sample", "to_resolution"]
 
 # (top, bottom, left, right): rows top:bottom and columns left:right, half-open like slices.
 Box = tuple[int, int, int, int]
@@ -137,3 +137,13 @@ class L2Loss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}, box={self.box}"
+
+
+def to_resolution(images: Tensor, resolution: int) -> Tensor:
+    """Images (or masks) ``[B, C, H, W]`` resized to ``resolution``: area averaging when
+    shrinking (what the losses of generator output use), bilinear when growing."""
+    if images.shape[-1] == resolution and images.shape[-2] == resolution:
+        return images
+    if images.shape[-1] > resolution:
+        return F.interpolate(images, size=(resolution, resolution), mode="area")
+    return F.interpolate(images, size=(resolution, resolution), mode="bilinear", align_corners=False)

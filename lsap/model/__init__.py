@@ -8,6 +8,8 @@ from lsap.model.checkpoints import (
     read_checkpoint,
     save_generator,
 )
+from lsap.model.delta import apply_delta, load_delta, save_delta
+from lsap.model.fingerprint import generator_fingerprint
 from lsap.model.generator import Generator, StyleLayer, channels_for
 from lsap.model.safe_pickle import UnsafeCheckpointError
 from lsap.model.source import GeneratorSource
@@ -18,10 +20,14 @@ __all__ = [
     "GeneratorSource",
     "StyleLayer",
     "UnsafeCheckpointError",
+    "apply_delta",
     "channels_for",
     "generator_from_checkpoint",
     "generator_from_state_dict",
+    "generator_fingerprint",
+    "load_delta",
     "load_generator",
     "read_checkpoint",
+    "save_delta",
     "save_generator",
 ]

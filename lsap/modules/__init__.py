@@ -2,6 +2,6 @@
 
 from lsap.modules.lsap_e import LSAP_E
 from lsap.modules.lsap_o import LSAP_O, InversionResult
-from lsap.modules.pti import PTI, apply_pti_delta, load_pti_delta, make_pti_delta
+from lsap.modules.pti import PTI
 
-__all__ = ["LSAP_E", "LSAP_O", "PTI", "InversionResult", "apply_pti_delta", "load_pti_delta", "make_pti_delta"]
+__all__ = ["LSAP_E", "LSAP_O", "PTI", "InversionResult"]

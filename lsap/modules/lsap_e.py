@@ -24,7 +24,6 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.image import StructuralSimilarityIndexMeasure
 
-from lsap.callbacks.prediction_writer import pending_batch
 from lsap.losses import DeltaRegularizer, L2Loss, LPIPSLoss, MoCoLoss
 from lsap.losses.identity import IDLoss
 from lsap.losses.nscd import NSCDLoss
@@ -32,6 +31,7 @@ from lsap.metrics import NSCD, compute_anchors
 from lsap.metrics.nscd import nscd_distances
 from lsap.model import GeneratorSource
 from lsap.optim import Ranger
+from lsap.results import InversionPrediction, split_pending
 from lsap.visualize import image_grid, log_image_grid, save_image_grid
 
 
@@ -252,10 +252,10 @@ class LSAP_E(LightningModule):  # noqa: N801 - the method's name in the paper
     def on_validation_epoch_start(self) -> None:
         self._logged_batch = None
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> InversionPrediction:
         """Encoder inversion, in the format ``lsap.callbacks.InversionWriter`` writes;
         images an attached writer already finished are skipped."""
-        todo, out = pending_batch(self._trainer, batch)
+        todo, out = split_pending(batch)
         if not todo:
             return out
         index = torch.tensor(todo, device=batch["image"].device)

@@ -32,17 +32,17 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from lsap.callbacks.prediction_writer import dataset_root, output_name, pending_batch
 from lsap.data.images import derive_seed
 from lsap.losses import L2Loss, LPIPSLoss, NoiseRegularizer, normalize_noise_
+from lsap.losses.reconstruction import to_resolution
 from lsap.modules.generator_stats import FrozenGeneratorStats
 from lsap.metrics import nscd_distances
 from lsap.model import Generator, GeneratorSource
+from lsap.results import InversionPrediction, batch_names, split_pending
 
 __all__ = ["LSAP_O", "InversionResult", "latent_noise_at", "learning_rate_at", "require_grad_mode", "to_resolution"]
 
@@ -70,16 +70,6 @@ def latent_noise_at(step: int, num_steps: int, w_std: float, factor: float, ramp
         return 0.0
     t = step / num_steps
     return w_std * factor * max(0.0, 1.0 - t / ramp) ** 2
-
-
-def to_resolution(images: Tensor, resolution: int) -> Tensor:
-    """Images (or masks) ``[B, C, H, W]`` resized to ``resolution``: area averaging when
-    shrinking (what the losses of generator output use), bilinear when growing."""
-    if images.shape[-1] == resolution and images.shape[-2] == resolution:
-        return images
-    if images.shape[-1] > resolution:
-        return F.interpolate(images, size=(resolution, resolution), mode="area")
-    return F.interpolate(images, size=(resolution, resolution), mode="bilinear", align_corners=False)
 
 
 def require_grad_mode(owner: str) -> None:
@@ -205,17 +195,17 @@ class LSAP_O(FrozenGeneratorStats, LightningModule):
         }
 
     # ----- Lightning --------------------------------------------------------------------
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> InversionPrediction:
         require_grad_mode(type(self).__name__)
-        todo, out = pending_batch(self._trainer, batch)
+        todo, out = split_pending(batch)
         if not todo:
             return out
         index = torch.tensor(todo, device=batch["image"].device)
         mask = batch.get("mask")
         # Seeded by the name relative to the input folder: unique per image, and unchanged
         # when the folder moves or other images join it.
-        root = dataset_root(self._trainer)
-        names = [output_name(key, root) for key in out["path"]]
+        all_names = batch_names(batch)
+        names = [all_names[i] for i in todo]
         result = self.invert(batch["image"].index_select(0, index), names,
                              mask=mask.index_select(0, index) if mask is not None else None,
                              description=f"LSAP_O batch {batch_idx}")
@@ -252,7 +242,7 @@ class LSAP_O(FrozenGeneratorStats, LightningModule):
         """Optimise codes for ``images`` ``[B, 3, H, W]`` in [-1, 1].
 
         ``names`` identify the images (in a prediction run: the output names, see
-        ``lsap.callbacks.output_name``) and seed each image's random draws; ``mask``
+        ``lsap.results.output_name``) and seed each image's random draws; ``mask``
         (``[B, 1, H, W]``) restricts the image losses to content pixels.
         """
         require_grad_mode(type(self).__name__)

@@ -5,121 +5,43 @@ encoder LSAP_E) whose :class:`~lsap.callbacks.InversionWriter` wrote
 ``<pivots_dir>/codes/<name>.pt``; this module reads the pivot of every image by the same
 name, keeps it fixed, and tunes the synthesis network with ``lambda_l2 * MSE +
 lambda_lpips * LPIPS`` (Adam, 350 steps, lr 3e-4, stopping early once LPIPS falls below
-0.06). Optional locality regularisation keeps the tuned generator close to the original
-away from the pivot: codes ``pivot + alpha * (w - pivot) / ||w - pivot||`` for mapped
-samples ``w`` (truncation 0.5) must render as before (MSE and LPIPS between the two
-generators).
+0.06). An optional :class:`~lsap.losses.LocalityRegularizer` keeps the tuned generator close
+to the original away from the pivot.
 
 Saving. A tuned generator is not written whole: each image's ``pti/<name>.pt`` holds only
 the synthesis tensors that changed, as ``tuned - original`` (float16 by default), plus
 the original generator's fingerprint, the pivot code and the noise used. The module
 renders its reported reconstruction with exactly the weights the file reproduces
-(``original + delta``), so :func:`apply_pti_delta` on the original generator gives the
-reported image bit for bit, and refuses a delta made for another generator.
+(``original + delta``), so :func:`lsap.model.delta.apply_delta` on the original generator
+gives the reported image bit for bit, and refuses a delta made for another generator. The
+file format lives in :mod:`lsap.model.delta`.
 """
 
 from __future__ import annotations
 
 import copy
-import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from lsap.callbacks.prediction_writer import (
-    CODES_DIR,
-    dataset_root,
-    load_code,
-    output_name,
-    pending_batch,
-)
 from lsap.data.images import derive_seed
-from lsap.losses import L2Loss, LPIPSLoss
+from lsap.losses import L2Loss, LocalityRegularizer, LPIPSLoss
+from lsap.losses.reconstruction import to_resolution
 from lsap.modules.generator_stats import FrozenGeneratorStats
-from lsap.metrics import generator_fingerprint, nscd_distances
+from lsap.metrics import nscd_distances
 from lsap.model import Generator, GeneratorSource
-from lsap.modules.lsap_o import require_grad_mode, to_resolution
+from lsap.model.delta import DELTA_DTYPES, DeltaDtype, apply_delta, load_delta, make_delta
+from lsap.modules.lsap_o import require_grad_mode
+from lsap.results import InversionPrediction, InversionResults, batch_names, split_pending
 
-__all__ = ["PTI", "PTI_DELTA_FORMAT", "apply_pti_delta", "load_pti_delta", "make_pti_delta"]
+__all__ = ["PTI"]
 
-PTI_DELTA_FORMAT = "lsap.pti_delta"
-PTI_DELTA_VERSION = 1
-
-DeltaDtype = Literal["float32", "float16", "bfloat16"]
-_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-# ----- delta files ---------------------------------------------------------------------------
-def make_pti_delta(original: Generator, tuned: Generator, dtype: DeltaDtype = "float16",
-                   original_hash: str | None = None) -> dict[str, Any]:
-    """The changed synthesis tensors of ``tuned`` as ``tuned - original`` in ``dtype``,
-    with the original generator's fingerprint. Unchanged tensors are left out."""
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-    before = original.state_dict()
-    deltas: dict[str, Tensor] = {}
-    for name, value in tuned.state_dict().items():
-        if not name.startswith("synthesis_network.") or not value.is_floating_point():
-            continue
-        delta = (value.detach() - before[name].detach()).to(_DTYPES[dtype])
-        if torch.count_nonzero(delta):
-            deltas[name] = delta.cpu().contiguous()
-    return {
-        "format": PTI_DELTA_FORMAT,
-        "version": PTI_DELTA_VERSION,
-        "generator_hash": original_hash or generator_fingerprint(original),
-        "dtype": dtype,
-        "deltas": deltas,
-    }
-
-
-def load_pti_delta(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
-    """Read a PTI delta file (``pti/<name>.pt``) safely, or check an in-memory one."""
-    if isinstance(source, Mapping):
-        data, where = dict(source), "PTI delta"
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"PTI delta file not found: '{path}'")
-        data, where = torch.load(path, map_location="cpu", weights_only=True), f"'{path}'"
-    if not isinstance(data, Mapping) or data.get("format") != PTI_DELTA_FORMAT:
-        raise ValueError(f"{where} is not an lsap PTI delta (format {PTI_DELTA_FORMAT!r})")
-    if int(data.get("version", 0)) > PTI_DELTA_VERSION:
-        raise ValueError(f"{where} has PTI delta version {data['version']}; this lsap reads up to {PTI_DELTA_VERSION}")
-    return dict(data)
-
-
-def apply_pti_delta(generator: Generator, source: str | os.PathLike[str] | Mapping[str, Any]) -> Generator:
-    """A tuned copy of ``generator`` (which is left unchanged) with a PTI delta applied.
-
-    Raises ``ValueError`` when the delta was made for a generator with other weights.
-    """
-    data = load_pti_delta(source)
-    fingerprint = generator_fingerprint(generator)
-    if data["generator_hash"] != fingerprint:
-        raise ValueError(
-            "this PTI delta was made for another generator (fingerprint "
-            f"{data['generator_hash'][:12]}..., this generator is {fingerprint[:12]}...): apply it to the "
-            "generator the pivots were tuned from"
-        )
-    tuned = copy.deepcopy(generator)
-    state = tuned.state_dict()
-    with torch.no_grad():
-        for name, delta in data["deltas"].items():
-            if name not in state:
-                raise ValueError(f"PTI delta names '{name}', which this generator does not have")
-            target = state[name]
-            if tuple(target.shape) != tuple(delta.shape):
-                raise ValueError(f"PTI delta for '{name}' has shape {tuple(delta.shape)}, the generator's is "
-                                 f"{tuple(target.shape)}")
-            target.copy_(target + delta.to(device=target.device, dtype=target.dtype))
-    return tuned
-
+# Former names of the delta functions (now in lsap.model.delta).
+apply_pti_delta, load_pti_delta, make_pti_delta = apply_delta, load_delta, make_delta
 
 # ----- the module ------------------------------------------------------------------------------
 class PTI(FrozenGeneratorStats, LightningModule):
@@ -141,11 +63,7 @@ class PTI(FrozenGeneratorStats, LightningModule):
         num_steps / learning_rate / betas: Adam on the synthesis weights.
         lambda_l2 / lambda_lpips: reconstruction loss weights.
         early_stop_lpips: stop once the LPIPS to the target is at most this (``None``: never).
-        locality_regularization: add the locality term (off, as in PTI's defaults).
-        locality_weight / locality_alpha / locality_samples / locality_interval /
-        locality_lambda_l2 / locality_lambda_lpips / locality_truncation: its weight,
-            distance from the pivot, samples per step, every how many steps, the MSE and
-            LPIPS weights inside it, and the truncation of the sampled codes.
+        locality: the locality regulariser (``None``: off, as in PTI's defaults).
         use_pivot_noise: render with the pivot's optimised noise maps when its code file has
             them (an LSAP_O run whose writer had ``save_noise: true``); otherwise, as in
             PTI, the generator's stored noise.
@@ -168,14 +86,7 @@ class PTI(FrozenGeneratorStats, LightningModule):
         lambda_l2: float = 1.0,
         lambda_lpips: float = 1.0,
         early_stop_lpips: float | None = 0.06,
-        locality_regularization: bool = False,
-        locality_weight: float = 1.0,
-        locality_alpha: float = 30.0,
-        locality_samples: int = 1,
-        locality_interval: int = 1,
-        locality_lambda_l2: float = 0.1,
-        locality_lambda_lpips: float = 0.1,
-        locality_truncation: float = 0.5,
+        locality: LocalityRegularizer | None = None,
         use_pivot_noise: bool = False,
         delta_dtype: DeltaDtype = "float16",
         loss_resolution: int | None = 256,
@@ -188,26 +99,23 @@ class PTI(FrozenGeneratorStats, LightningModule):
         super().__init__()
         if num_steps < 0:
             raise ValueError(f"num_steps must be >= 0, got {num_steps}")
-        if delta_dtype not in _DTYPES:
-            raise ValueError(f"delta_dtype must be one of {sorted(_DTYPES)}, got {delta_dtype!r}")
-        if locality_interval < 1 or locality_samples < 1:
-            raise ValueError("locality_interval and locality_samples must be >= 1")
+        if delta_dtype not in DELTA_DTYPES:
+            raise ValueError(f"delta_dtype must be one of {sorted(DELTA_DTYPES)}, got {delta_dtype!r}")
         generator = GeneratorSource.coerce(generator)
-        self.save_hyperparameters(ignore=["lpips", "generator"])
-        self.hparams["generator"] = generator.as_dict()  # plain data: checkpoints load with weights_only
+        self.save_hyperparameters(ignore=["lpips", "generator", "locality"])
+        # Plain data: checkpoints load with weights_only.
+        self.hparams["generator"] = generator.as_dict()
+        self.hparams["locality"] = locality.settings() if locality is not None else None
         self.generator: Generator = generator.build().eval().requires_grad_(False)
         self.lpips = lpips.requires_grad_(False) if lpips is not None else None
         self.l2 = L2Loss(reduction="none")
         self.pivots_dir = Path(pivots_dir)
+        self.pivots = InversionResults(self.pivots_dir)
         self.input_root = input_root
         self.num_steps, self.learning_rate, self.betas = num_steps, learning_rate, tuple(betas)
         self.lambda_l2, self.lambda_lpips = lambda_l2, lambda_lpips if lpips is not None else 0.0
         self.early_stop_lpips = early_stop_lpips if lpips is not None else None
-        self.locality_regularization = locality_regularization
-        self.locality_weight, self.locality_alpha = locality_weight, locality_alpha
-        self.locality_samples, self.locality_interval = locality_samples, locality_interval
-        self.locality_lambda_l2, self.locality_lambda_lpips = locality_lambda_l2, locality_lambda_lpips
-        self.locality_truncation = locality_truncation
+        self.locality = locality
         self.use_pivot_noise = use_pivot_noise
         self.delta_dtype: DeltaDtype = delta_dtype
         self.loss_resolution = loss_resolution
@@ -230,23 +138,15 @@ class PTI(FrozenGeneratorStats, LightningModule):
         tuned.synthesis_network.requires_grad_(True)
         return tuned
 
-    def name_of(self, key: str) -> str:
-        """Output name of image ``key`` (as the writers of both runs name it)."""
-        root = self.input_root if self.input_root is not None else dataset_root(self._trainer)
-        return output_name(key, root)
-
-    def pivot_path(self, key: str) -> Path:
-        return self.pivots_dir / CODES_DIR / f"{self.name_of(key)}.pt"
-
-    def load_pivot(self, key: str) -> dict[str, Any]:
-        """The pivot code file of image ``key`` (checked against this generator)."""
-        path = self.pivot_path(key)
+    def load_pivot(self, name: str) -> dict[str, Any]:
+        """The pivot code of the image named ``name`` (checked against this generator)."""
+        path = self.pivots.code_path(name)
         if not path.is_file():
             raise FileNotFoundError(
-                f"no pivot for '{key}': expected '{path}'. Run an embedding (LSAP_O or LSAP_E) with an "
+                f"no pivot for '{name}': expected '{path}'. Run an embedding (LSAP_O or LSAP_E) with an "
                 f"InversionWriter whose output_dir is '{self.pivots_dir}' first"
             )
-        pivot = load_code(path)
+        pivot = self.pivots.load_code(name)
         made_with = (pivot.get("meta") or {}).get("generator_hash")
         if made_with is not None and made_with != self.generator_hash:
             raise ValueError(f"pivot '{path}' was embedded with another generator than PTI's (fingerprints differ)")
@@ -262,24 +162,6 @@ class PTI(FrozenGeneratorStats, LightningModule):
         if self.lpips is not None:
             losses["lpips"] = self.lpips.per_sample(synth, target, mask)
         return losses
-
-    def _locality_loss(self, tuned: Generator, pivot: Tensor, noise: list[Tensor] | None,
-                       rng: torch.Generator) -> Tensor:
-        G = self.generator
-        z = torch.randn(self.locality_samples, G.z_dim, generator=rng).to(pivot.device)
-        with torch.no_grad():
-            w = G.mapping(z, truncation_psi=self.locality_truncation)[:, None, :].expand(-1, G.num_ws, -1)
-            direction = w - pivot
-            norms = direction.flatten(1).norm(dim=1).clamp_min(1e-8)[:, None, None]
-            codes = pivot + self.locality_alpha * direction / norms
-            reference = G.synthesis(codes, noise=noise)
-        rendered = tuned.synthesis(codes, noise=noise)
-        resolution = self.loss_resolution or G.resolution
-        rendered, reference = to_resolution(rendered, resolution), to_resolution(reference, resolution)
-        loss = self.locality_lambda_l2 * self.l2(rendered, reference).sum()
-        if self.lpips is not None:
-            loss = loss + self.locality_lambda_lpips * self.lpips(rendered, reference).sum()
-        return loss
 
     # ----- tuning -------------------------------------------------------------------------
     def tune(self, image: Tensor, pivot_ws: Tensor, name: str, noise: list[Tensor] | None = None,
@@ -314,25 +196,18 @@ class PTI(FrozenGeneratorStats, LightningModule):
                 loss = self.lambda_l2 * losses["mse"].sum()
                 if "lpips" in losses:
                     loss = loss + self.lambda_lpips * losses["lpips"].sum()
-                if self.locality_regularization and step % self.locality_interval == 0:
-                    loss = loss + self.locality_weight * self._locality_loss(tuned, pivot, noise, rng)
+                if self.locality is not None and self.locality.applies_at(step):
+                    loss = loss + self.locality(G, tuned, pivot, noise, rng, resolution, self.lpips)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 steps += 1
             bar.close()
 
-        delta = make_pti_delta(G, tuned, self.delta_dtype, original_hash=self.generator_hash)
+        delta = make_delta(G, tuned, self.delta_dtype, original_hash=self.generator_hash)
+        # Render with exactly the weights the delta reproduces: original + stored delta.
+        apply_delta(G, delta, into=tuned, check_fingerprint=False)
         with torch.no_grad():
-            # Render with exactly the weights the delta reproduces: original + stored delta.
-            state = tuned.state_dict()
-            original = G.state_dict()
-            for tensor_name, value in state.items():
-                if tensor_name in delta["deltas"]:
-                    stored = delta["deltas"][tensor_name].to(device=value.device, dtype=value.dtype)
-                    value.copy_(original[tensor_name] + stored)
-                elif tensor_name.startswith("synthesis_network."):
-                    value.copy_(original[tensor_name])
             reconstruction = tuned.synthesis(pivot, noise=noise)
             after = self._image_losses(reconstruction, target, mask)
         delta["ws"] = pivot[0].detach().cpu().clone()
@@ -341,19 +216,22 @@ class PTI(FrozenGeneratorStats, LightningModule):
                       "steps": torch.tensor([float(steps)], device=device)}
         return {"image": reconstruction, "losses": losses_out, "delta": delta}
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> InversionPrediction:
         require_grad_mode(type(self).__name__)
-        todo, out = pending_batch(self._trainer, batch)
+        todo, out = split_pending(batch)
         if not todo:
             return out
-        pivots = [self.load_pivot(key) for key in out["path"]]
+        # Named as the writers of both runs name them (relative to input_root, or to the data set's folder).
+        all_names = batch_names(batch, self.input_root)
+        names = [all_names[i] for i in todo]
+        pivots = [self.load_pivot(name) for name in names]
         use_noise = self.use_pivot_noise and all(p.get("noise") is not None for p in pivots)
         images, losses, deltas, codes = [], [], [], []
         mask = batch.get("mask")
         for position, (i, pivot) in enumerate(zip(todo, pivots)):
             ws = pivot["ws"][None].to(self.generator.w_avg.device)
             noise = pivot["noise"] if use_noise else None
-            result = self.tune(batch["image"][i:i + 1], ws, self.name_of(out["path"][position]), noise=noise,
+            result = self.tune(batch["image"][i:i + 1], ws, names[position], noise=noise,
                                mask=mask[i:i + 1] if mask is not None else None,
                                description=f"PTI {position + 1}/{len(todo)} (batch {batch_idx})")
             images.append(result["image"])

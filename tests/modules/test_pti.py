@@ -11,11 +11,13 @@ import torch
 from lightning.pytorch import Trainer
 from PIL import Image
 
-from lsap.callbacks import InversionWriter, load_code
+from lsap.callbacks import InversionWriter
 from lsap.data import ImageDataModule, SyntheticDataset
-from lsap.losses import LPIPSLoss
+from lsap.losses import LocalityRegularizer, LPIPSLoss
 from lsap.model import GeneratorSource
-from lsap.modules import LSAP_O, PTI, apply_pti_delta, load_pti_delta
+from lsap.model.delta import apply_delta, load_delta
+from lsap.modules import LSAP_O, PTI
+from lsap.results import load_code
 
 
 def tiny_source(seed: int = 0) -> GeneratorSource:
@@ -53,7 +55,7 @@ def test_tuning_lowers_the_error_and_the_delta_reproduces_the_output(tmp_path: P
     torch.save(delta, path)
 
     fresh = tiny_source().build()
-    tuned = apply_pti_delta(fresh, path)
+    tuned = apply_delta(fresh, path)
     with torch.no_grad():
         assert torch.equal(tuned.synthesis(pivot, noise=delta["noise"]), result["image"])
         # The original generators are untouched.
@@ -66,9 +68,9 @@ def test_a_delta_for_another_generator_is_refused(tmp_path: Path) -> None:
     image, pivot = target_and_pivot(model)
     delta = model.tune(image, pivot, "face.png")["delta"]
     with pytest.raises(ValueError, match="another generator"):
-        apply_pti_delta(tiny_source(seed=1).build(), delta)
+        apply_delta(tiny_source(seed=1).build(), delta)
     with pytest.raises(ValueError, match="not an lsap PTI delta"):
-        load_pti_delta({"deltas": {}})
+        load_delta({"deltas": {}})
 
 
 def test_early_stop_on_lpips(tmp_path: Path) -> None:
@@ -87,9 +89,9 @@ def test_locality_regularisation_keeps_other_codes_in_place(tmp_path: Path) -> N
     image, pivot = target_and_pivot(make_pti(tmp_path))
     changes = []
     for locality in (False, True):
-        model = make_pti(tmp_path, locality_regularization=locality, locality_weight=100.0, locality_samples=4,
-                         locality_alpha=2.0, locality_truncation=1.0)
-        tuned = apply_pti_delta(model.generator, model.tune(image, pivot, "face.png")["delta"])
+        regularizer = LocalityRegularizer(weight=100.0, num_samples=4, alpha=2.0, truncation=1.0)
+        model = make_pti(tmp_path, locality=regularizer if locality else None)
+        tuned = apply_delta(model.generator, model.tune(image, pivot, "face.png")["delta"])
         with torch.no_grad():
             z = torch.randn(8, model.generator.z_dim, generator=torch.Generator().manual_seed(0))
             w = model.generator.mapping(z)
@@ -125,7 +127,7 @@ def test_pti_chains_after_lsap_o_through_the_trainer(tmp_path: Path) -> None:
     for name in ("0", "1"):
         pivot, code = load_code(tmp_path / "pivots" / "codes" / f"{name}.pt"), load_code(out / "codes" / f"{name}.pt")
         assert torch.equal(pivot["ws"], code["ws"])
-        tuned = apply_pti_delta(tiny_source().build(), out / "pti" / f"{name}.pt")
+        tuned = apply_delta(tiny_source().build(), out / "pti" / f"{name}.pt")
         with torch.no_grad():
             image = tuned.synthesis(code["ws"][None]).clamp(-1, 1)[0]
         written = np.asarray(Image.open(out / "images" / f"{name}.png"), dtype=np.float32)

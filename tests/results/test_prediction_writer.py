@@ -12,7 +12,8 @@ from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI
 from PIL import Image
 
-from lsap.callbacks import InversionWriter, load_code, output_name
+from lsap.callbacks import InversionWriter
+from lsap.results import InversionResults, batch_names, load_code, load_results, output_name, split_pending
 from lsap.data import ImageDataModule, SyntheticDataset
 from lsap.model import GeneratorSource
 from lsap.modules import LSAP_O
@@ -99,6 +100,27 @@ def test_path_less_predictions_are_named_by_index(tmp_path: Path) -> None:
     assert summary["methods"] == [] and "image" not in prediction
 
 
+def test_split_pending_and_batch_names() -> None:
+    batch = {"path": ["/in/a/1.png", "/in/b/2.png", "/in/3.png"], "name": ["a/1", "b/2", "3"],
+             "done": [False, True, False]}
+    todo, out = split_pending(batch)
+    assert todo == [0, 2] and out == {"path": ["/in/a/1.png", "/in/3.png"], "skipped": ["/in/b/2.png"]}
+    assert batch_names(batch) == ["a/1", "b/2", "3"]
+    assert batch_names(batch, "/in/a") == ["1", "2", "3"]  # outside the root: the file name
+    assert split_pending({"index": torch.tensor([4, 5])})[1]["path"] == ["000004", "000005"]
+
+
+def test_missing_and_damaged_results_are_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="results folder not found"):
+        load_results(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="no finished result named 'x'"):
+        InversionResults(tmp_path)["x"]
+    (tmp_path / "codes").mkdir()
+    torch.save({"no_ws": 1}, tmp_path / "codes" / "x.pt")
+    with pytest.raises(ValueError, match=r"x\.pt' is not an lsap code file"):
+        load_code(tmp_path, "x")
+
+
 # ----- files and resuming ------------------------------------------------------------------
 def test_writer_files_and_resume(tmp_path: Path) -> None:
     model = make_model(tmp_path)
@@ -132,6 +154,18 @@ def test_writer_files_and_resume(tmp_path: Path) -> None:
     assert summary["num_images"] == 3 and summary["written_this_run"] == 3 and summary["skipped_this_run"] == 0
     assert summary["mean_nscd"] == pytest.approx(np.mean([r["nscd"] for r in lines]))
 
+    # The same folder read back through the public results API.
+    results = InversionResults(out)
+    records = list(results)
+    assert [r.name for r in records] == ["b", "sub1/a", "sub2/a"] == [r.name for r in load_results(out)]
+    assert len(results) == 3 and "sub2/a" in results and "sub2/x" not in results
+    record = results["sub2/a"]
+    assert record.key == str(tmp_path / "in" / "sub2" / "a.png") and record.method == "lsap_o"
+    assert record.image_path == out / "images" / "sub2" / "a.png" and record.delta_path is None
+    assert record.as_dict() == lines[2]
+    assert torch.equal(record.load_code()["ws"], code["ws"])
+    assert torch.equal(load_code(out, "sub2/a")["ws"], code["ws"])
+
     # Second run: nothing left to do, so nothing is optimised.
     counter.names.clear()
     run(model, tmp_path / "in", out)
@@ -154,14 +188,15 @@ class ParseOnlyCLI(LightningCLI):
         pass
 
 
-@pytest.mark.parametrize("name", ["optimize_face", "optimize_car", "optimize_church", "optimize_demo"])
+@pytest.mark.parametrize("name", ["optimize_face", "optimize_car", "optimize_church", "optimize_demo", "pti_face",
+                                  "pti_demo"])
 def test_configs_match_the_signatures(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.argv", ["lsap"])
     cli = ParseOnlyCLI(LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
                        run=False, args=["--config", str(CONFIGS / f"{name}.yaml")])
     config = cli.config
     assert config.trainer.inference_mode is False
-    assert config.model.class_path == "lsap.modules.LSAP_O"
+    assert config.model.class_path == ("lsap.modules.PTI" if name.startswith("pti") else "lsap.modules.LSAP_O")
     assert config.trainer.callbacks[0].class_path == "lsap.callbacks.InversionWriter"
 
 
