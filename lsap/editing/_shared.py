@@ -1,30 +1,29 @@
 """The few things lsap.editing takes from elsewhere, each behind one function.
 
-Reading inversion outputs and PTI deltas, the seeded z sampler, the generator
-fingerprint and atomic saving live in other packages; routing every use through this
-module keeps the switch to a shared API (``lsap.results``, ``lsap.model.delta``) a
-one-line change per function.
+Inversion outputs (:mod:`lsap.results`), PTI deltas (:mod:`lsap.model.delta`), the
+generator fingerprint, atomic writes and the anchors' seeded z sampler live in other
+packages; every use in lsap.editing goes through this module.
 """
 
 from __future__ import annotations
 
-import copy
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
 import torch
 from torch import Tensor, nn
 
-from lsap.io import load_weights_file
-from lsap.metrics.anchors import _atomic_torch_save, _z_batches, default_cache_dir, generator_fingerprint
+from lsap.io import atomic_write
+from lsap.metrics.anchors import _z_batches, default_cache_dir
+from lsap.model.delta import apply_delta as _apply_delta
+from lsap.model.delta import load_delta
+from lsap.model.fingerprint import generator_fingerprint
+from lsap.results import CODES_DIR, InversionResults, load_code
 
-__all__ = ["apply_delta", "atomic_save", "cache_root", "check_fingerprint", "fingerprint", "read_code",
-           "z_batches"]
-
-CODES_DIR, IMAGES_DIR, DELTAS_DIR = "codes", "images", "pti"
-PTI_DELTA_FORMAT = "lsap.pti_delta"
+__all__ = ["apply_delta", "atomic_save", "cache_root", "check_fingerprint", "fingerprint", "list_results",
+           "read_code", "result_files", "z_batches"]
 
 
 def fingerprint(generator: nn.Module) -> str:
@@ -54,15 +53,12 @@ def cache_root() -> Path:
 
 def atomic_save(obj: Any, path: str | os.PathLike[str]) -> None:
     """``torch.save`` through a temporary file and a rename."""
-    _atomic_torch_save(obj, Path(path))
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def read_code(path: str | os.PathLike[str]) -> dict[str, Any]:
     """One ``codes/<name>.pt`` file of an inversion run: ``{"ws": [num_ws, w_dim], "noise"?, "meta"?}``."""
-    data = load_weights_file(path, "inversion code file")
-    if not isinstance(data, Mapping) or not isinstance(data.get("ws"), Tensor):
-        raise ValueError(f"'{path}' is not an lsap code file (expected a dict with a 'ws' tensor)")
-    return dict(data)
+    return load_code(path)
 
 
 def apply_delta(generator: nn.Module, path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]:
@@ -70,40 +66,21 @@ def apply_delta(generator: nn.Module, path: str | os.PathLike[str]) -> tuple[nn.
 
     Refuses a delta made for a generator with other weights.
     """
-    data = load_weights_file(path, "PTI delta file")
-    if not isinstance(data, Mapping) or data.get("format") != PTI_DELTA_FORMAT:
-        raise ValueError(f"'{path}' is not an lsap PTI delta (format {PTI_DELTA_FORMAT!r})")
-    actual = fingerprint(generator)
-    if data.get("generator_hash") != actual:
-        raise ValueError(f"PTI delta '{path}' was made for another generator (fingerprint "
-                         f"{str(data.get('generator_hash'))[:12]}..., this one is {actual[:12]}...)")
-    tuned = copy.deepcopy(generator)
-    state = tuned.state_dict()
-    with torch.no_grad():
-        for name, delta in data["deltas"].items():
-            if name not in state or tuple(state[name].shape) != tuple(delta.shape):
-                raise ValueError(f"PTI delta '{path}' does not fit this generator at '{name}'")
-            state[name].add_(delta.to(device=state[name].device, dtype=state[name].dtype))
-    return tuned, dict(data)
+    delta = load_delta(path)
+    return _apply_delta(generator, delta), delta
 
 
 def list_results(results_dir: str | os.PathLike[str]) -> list[str]:
     """Names of the finished images of an inversion run (a code file and a record), sorted."""
     root = Path(results_dir)
-    codes = root / CODES_DIR
-    if not codes.is_dir():
+    if not (root / CODES_DIR).is_dir():
         raise FileNotFoundError(f"'{root}' is not an inversion output folder: it has no '{CODES_DIR}/' "
                                 "(run lsap predict with an InversionWriter first)")
-    names = []
-    for file in sorted(codes.rglob("*.pt")):
-        name = file.relative_to(codes).with_suffix("").as_posix()
-        if (root / "records" / f"{name}.json").is_file():
-            names.append(name)
-    return names
+    return InversionResults(root).names()
 
 
 def result_files(results_dir: str | os.PathLike[str], name: str) -> tuple[Path, Path | None]:
     """The code file of image ``name`` and its PTI delta file (None when the run was not PTI)."""
-    root = Path(results_dir)
-    delta = root / DELTAS_DIR / f"{name}.pt"
-    return root / CODES_DIR / f"{name}.pt", delta if delta.is_file() else None
+    results = InversionResults(results_dir)
+    delta = results.delta_path(name)
+    return results.code_path(name), delta if delta.is_file() else None

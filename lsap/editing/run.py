@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from PIL import Image
 from torch import Tensor, nn
 
 from lsap.editing._shared import apply_delta, atomic_save, fingerprint, list_results, read_code, result_files
-from lsap.visualize import image_grid, save_image_grid
+from lsap.io import atomic_write
+from lsap.visualize import image_grid, to_uint8
 
 __all__ = ["EditRun", "columns_for", "edit_results", "render_grid"]
 
@@ -104,21 +106,17 @@ class EditRun:
 
     def write(self, name: str, grid: Tensor, codes: dict[str, Any], record: dict[str, Any]) -> None:
         atomic_save({"name": name, "edits": codes}, self.code_path(name))
-        save_image_grid(grid, self.grid_path(name))
-        path = self.record_path(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(record, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+        picture = Image.fromarray(to_uint8(grid).permute(1, 2, 0).numpy())
+        atomic_write(self.grid_path(name), lambda f: picture.save(f, format="PNG"))
+        text = json.dumps(record, sort_keys=True) + "\n"
+        atomic_write(self.record_path(name), lambda f: f.write(text), mode="w")
 
     def merge(self) -> list[dict[str, Any]]:
         folder = self.output / "records"
         records = [json.loads(p.read_text()) for p in sorted(folder.rglob("*.json"))] if folder.is_dir() else []
         records.sort(key=lambda r: r["name"])
         text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
-        tmp = self.output / ".edits.jsonl.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, self.output / "edits.jsonl")
+        atomic_write(self.output / "edits.jsonl", lambda f: f.write(text), mode="w")
         return records
 
 

@@ -104,14 +104,14 @@ def test_grid_matches_direct_rendering(tmp_path, single_thread):
 
 
 def test_pti_editing_with_delta_equals_editing_with_tuned_generator(tmp_path, single_thread):
-    from lsap.modules.pti import apply_pti_delta, make_pti_delta
+    from lsap.model.delta import apply_delta, make_delta
 
     g = tiny_source().build()
     tuned = copy.deepcopy(g)
     with torch.no_grad():
         for p in tuned.synthesis_network.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    delta = make_pti_delta(g, tuned, dtype="float32")
+    delta = make_delta(g, tuned, dtype="float32")
     ws = write_results(tmp_path / "pti", g, ["p"], pti_deltas=[delta])
     edit = resolve_edit(str(save_direction(Direction(torch.randn(32)), tmp_path / "d.pt")), g)
     edit_results(tmp_path / "pti", g, [edit], [-2, 0, 2], output=tmp_path / "out")
@@ -121,7 +121,7 @@ def test_pti_editing_with_delta_equals_editing_with_tuned_generator(tmp_path, si
         images, _ = render_grid(model, ws[:1].float(), [edit], [-2, 0, 2])
         return to_uint8(image_grid(list(images[0]))).permute(1, 2, 0).numpy().astype(int)
 
-    assert np.array_equal(png, grid_of(apply_pti_delta(g, delta)))
+    assert np.array_equal(png, grid_of(apply_delta(g, delta)))
     assert np.abs(png - grid_of(tuned)).max() <= 1
     assert np.abs(png - grid_of(g)).max() > 10  # the tuned weights were used
     record = json.loads((tmp_path / "out" / "edits.jsonl").read_text())
