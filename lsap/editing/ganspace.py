@@ -88,7 +88,8 @@ class GANSpace:
 
     def apply(self, ws: Tensor, component: int, start: int, end: int, strength: Strength,
               mode: GANSpaceMode = "target") -> Tensor:
-        """e4e's GANSpace edit on W+ codes ``[B, num_ws, w_dim]`` (W codes are broadcast first).
+        """e4e's GANSpace edit on W+ codes ``[B, num_ws, w_dim]`` (broadcast W codes first, e.g. with
+        ``generator.synthesis_network.check_ws``).
 
         ``mode="target"`` (e4e): move entries ``start .. end-1`` so that the coordinate along
         ``component`` measured on entry 0 becomes ``strength`` std units. ``mode="shift"``:
@@ -96,8 +97,6 @@ class GANSpace:
         """
         if not 0 <= component < self.num_components:
             raise ValueError(f"component {component} out of range for {self.num_components} components")
-        if ws.ndim == 2:
-            ws = ws[:, None, :].expand(-1, max(end, 1), -1)
         if ws.ndim != 3 or ws.shape[-1] != self.components.shape[1]:
             raise ValueError(f"codes must be W+ [B, num_ws, {self.components.shape[1]}], got {tuple(ws.shape)}")
         if not 0 <= start < end <= ws.shape[1]:

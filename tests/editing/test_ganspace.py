@@ -108,3 +108,13 @@ def test_small_generator_pca_saved_in_e4e_format(tmp_path, small_generator):
     # Same seed, same components (the z sampler is seeded).
     again = compute_ganspace(small_generator, num_samples=2000, num_components=8, batch_size=333)
     torch.testing.assert_close(again.components, result.components, atol=1e-4, rtol=0)
+
+
+def test_w_codes_and_bad_ranges_refused():
+    g = _random_ganspace()
+    with pytest.raises(ValueError, match="W\\+"):
+        g.apply(torch.randn(2, 6), 0, 0, 1, 1.0)
+    with pytest.raises(ValueError, match="out of range"):
+        g.apply(torch.randn(2, 4, 6), 0, 2, 5, 1.0)
+    with pytest.raises(ValueError, match="component"):
+        g.apply(torch.randn(2, 4, 6), 9, 0, 1, 1.0)
