@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Sequence, ge
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
+from lsap.io import atomic_write
+
 if TYPE_CHECKING:
     import torch
 
@@ -455,6 +457,11 @@ class MTCNNFaceDetector:
             device=self.device,
         ).eval()
 
+    @property
+    def network(self) -> Any:
+        """The MTCNN network (a ``torch.nn.Module``) the detector runs."""
+        return self._mtcnn
+
     def detect(self, image: Image.Image) -> list[FaceDetection]:
         rgb = to_rgb(image)
         # MTCNN's pyramid is empty (and it crashes) when the image is smaller than a face.
@@ -597,10 +604,8 @@ class AlignReport:
         }
 
     def write_json(self, path: str | os.PathLike[str]) -> None:
-        target = Path(path)
-        temporary = target.with_name(target.name + ".tmp")
-        temporary.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        os.replace(temporary, target)
+        text = json.dumps(self.to_dict(), indent=2) + "\n"
+        atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
     def summary(self) -> str:
         reasons = ", ".join(f"{reason}={count}" for reason, count in self.skipped_by_reason.items())
@@ -646,11 +651,8 @@ def _previous_entries(report_path: Path) -> dict[str, dict[str, Any]]:
 
 
 def _save_png(image: Image.Image, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Write-then-rename so an interrupted run never leaves a truncated PNG that resume trusts.
-    temporary = target.with_name(f".{target.name}.partial")
-    image.save(temporary, format="PNG")
-    os.replace(temporary, target)
+    # Atomic, so an interrupted run never leaves a truncated PNG that resume trusts.
+    atomic_write(target, lambda f: image.save(f, format="PNG"))
 
 
 def align_folder(

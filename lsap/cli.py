@@ -4,16 +4,28 @@
 data are chosen in the config by ``class_path`` / ``init_args`` and their typed
 ``__init__`` signatures are the whole configuration schema. The other subcommands are
 plain functions whose signatures jsonargparse turns into their options.
+
+Bad input (a missing or damaged file, a refused pickle, a bad folder) ends the command with
+one line, ``lsap: error: <cause>``, and exit status 2; ``--debug`` (anywhere on the command
+line) or ``LSAP_DEBUG=1`` shows the full traceback instead.
 """
 
 from __future__ import annotations
 
+import os
+import pickle
 import sys
-from typing import Callable
+from typing import Callable, NoReturn
 
 from lsap.editing.cli import DIRECTIONS_COMMANDS, edit
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+DEBUG_FLAG = "--debug"
+
+# What bad input looks like: files missing or unreadable, damaged or refused content, bad values.
+_INPUT_ERRORS = (OSError, ValueError, pickle.UnpicklingError)
+# Inside Lightning runs only these count as input errors (anything else is a bug and keeps its traceback).
+_FILE_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, pickle.UnpicklingError)
 
 
 def _align(input_dir: str, output_dir: str, output_size: int = 1024, min_face_size: int = 40,
@@ -90,9 +102,35 @@ def _lightning_cli(args: list[str] | None) -> None:
     )
 
 
+def _file_error_in_chain(error: BaseException) -> BaseException | None:
+    """The file error an exception was raised from (jsonargparse wraps what a class's
+    ``__init__`` raised), if any."""
+    from lsap.io import CheckpointError
+
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (*_FILE_ERRORS, CheckpointError)):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _fail(cause: BaseException) -> NoReturn:
+    message = " ".join(str(cause).split()) or type(cause).__name__
+    print(f"lsap: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def main(argv: list[str] | None = None) -> None:
     from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in argv or os.environ.get("LSAP_DEBUG", "") not in ("", "0")
+    if DEBUG_FLAG in argv:
+        argv = [a for a in argv if a != DEBUG_FLAG]
+        if from_command_line:
+            sys.argv = [sys.argv[0], *argv]
     if argv and argv[0] in EXTRA_COMMANDS:
         from jsonargparse import CLI
 
@@ -100,12 +138,23 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(command, dict) and args and args[0] in command:  # subcommands own their argv too
             args = args[:1] + getattr(command[args[0]], "prepare_argv", list)(args[1:])
         args = getattr(command, "prepare_argv", list)(args)  # commands may fold space-separated lists
-        result = CLI(command, args=args, as_positional=True, prog=f"lsap {argv[0]}")
+        try:
+            result = CLI(command, args=args, as_positional=True, prog=f"lsap {argv[0]}")
+        except _INPUT_ERRORS as error:
+            if debug:
+                raise
+            _fail(error)
         if isinstance(result, int) and result:
             raise SystemExit(result)
         return
-    # LightningCLI reads sys.argv itself; passing it too would only earn a warning.
-    _lightning_cli(None if from_command_line else argv)
+    try:
+        # LightningCLI reads sys.argv itself; passing it too would only earn a warning.
+        _lightning_cli(None if from_command_line else argv)
+    except Exception as error:
+        cause = None if debug else _file_error_in_chain(error)
+        if cause is None:
+            raise
+        _fail(cause)
 
 
 if __name__ == "__main__":

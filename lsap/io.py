@@ -14,7 +14,7 @@ import pickle
 import re
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any, Sequence
 
@@ -26,7 +26,18 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
 
 
 class CheckpointError(ValueError):
-    """A weights file is damaged, or not what was expected."""
+    """A weights file is damaged, or not what was expected. Every error lsap raises about a
+    file's content is one of these (or :class:`UnsafeCheckpointError`) and names the file."""
+
+
+class WeightsMismatchError(CheckpointError):
+    """A weights file does not contain what the network expects."""
+
+
+def strip_module_prefix(state_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop the ``module.`` path components that (Distributed)DataParallel wrappers add,
+    wherever they occur in a key (the one rule for every loader)."""
+    return {".".join(part for part in key.split(".") if part != "module"): value for key, value in state_dict.items()}
 
 
 def missing_file_error(path: str | os.PathLike[str], description: str) -> FileNotFoundError:

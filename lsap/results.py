@@ -10,7 +10,7 @@ read them back through :class:`InversionResults` alone. Layout of a results fold
     pti/<name>.pt         PTI refinement only: the tuned-weights delta (see lsap.model.delta)
     records/<name>.json   {"name", "key", "losses": {...}, "nscd", "nscd_layers"?, "meta"}
     results.jsonl         every record, one per line, sorted by name (rebuilt at the end)
-    summary.json          counts and means (rebuilt at the end)
+    summary.json          counts, means, and the inputs skipped as unreadable (rebuilt at the end)
 
 Kinds of files live in separate folders so no input name can collide with another kind
 of output or with the two summary files. Every file is written atomically

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -13,10 +14,13 @@ from lsap.model import Generator, GeneratorSource
 FIXTURES = Path(os.environ.get("LSAP_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
 
 
-def small_source(resolution: int = 32, seed: int = 0) -> GeneratorSource:
-    """A generator small enough for unit tests on two CPU cores."""
-    return GeneratorSource(seed=seed, resolution=resolution, mapping_layers=2, channel_base=1024, channel_max=32,
-                           w_avg_samples=1000)
+def small_source(resolution: int = 32, seed: int = 0, **overrides: Any) -> GeneratorSource:
+    """The one factory of test generators: small enough for unit tests on two CPU cores.
+    ``overrides`` set other ``GeneratorSource`` fields (e.g. ``z_dim``, ``channel_max``)."""
+    settings: dict[str, Any] = {"seed": seed, "resolution": resolution, "mapping_layers": 2, "channel_base": 1024,
+                                "channel_max": 32, "w_avg_samples": 1000}
+    settings.update(overrides)
+    return GeneratorSource(**settings)
 
 
 @pytest.fixture
@@ -24,10 +28,19 @@ def small_generator() -> Generator:
     return small_source().build()
 
 
+def running_in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
 @pytest.fixture
 def fixtures_dir() -> Path:
+    """The shared reference fixtures. Absent: the test is skipped with the reason shown,
+    except under CI (``CI=true``), where a missing fixture fails the test."""
     if not (FIXTURES / "rosinality_64px_small.pt").is_file():
-        pytest.skip(f"reference fixtures not found at {FIXTURES} (set LSAP_FIXTURES)")
+        message = f"reference fixtures not found at {FIXTURES} (set LSAP_FIXTURES)"
+        if running_in_ci():
+            pytest.fail(message + "; under CI they must be present")
+        pytest.skip(message)
     return FIXTURES
 
 

@@ -191,14 +191,20 @@ class InversionWriter(BasePredictionWriter):
             counts = trainer.strategy.reduce(counts, reduce_op="sum")
         trainer.strategy.barrier("InversionWriter.merge")
         if trainer.is_global_zero:
-            self.merge(written_this_run=int(counts[0]), skipped_this_run=int(counts[1]))
+            # Inputs the data set could not read (found while scanning, or while loading in this process).
+            unreadable = getattr(_predict_dataset(trainer), "skipped", None)
+            self.merge(written_this_run=int(counts[0]), skipped_this_run=int(counts[1]), unreadable=unreadable)
 
     def read_records(self) -> list[dict[str, Any]]:
         """Every finished record in ``output_dir``, sorted by name."""
         return [record.as_dict() for record in self.results]
 
-    def merge(self, written_this_run: int | None = None, skipped_this_run: int | None = None) -> dict[str, Any]:
-        """Rebuild ``results.jsonl`` and ``summary.json`` from the records; return the summary."""
+    def merge(self, written_this_run: int | None = None, skipped_this_run: int | None = None,
+              unreadable: Sequence[tuple[str, str]] | None = None) -> dict[str, Any]:
+        """Rebuild ``results.jsonl`` and ``summary.json`` from the records; return the summary.
+
+        ``unreadable``: ``(path, reason)`` of inputs this run skipped as unreadable, listed in
+        the summary so no input goes missing unseen."""
         records = self.results.write_results_file()
 
         def mean(values: list[float | None]) -> float | None:
@@ -215,6 +221,7 @@ class InversionWriter(BasePredictionWriter):
             "mean_nscd": mean([r.get("nscd") for r in records]),
             "mean_nscd_layers": [mean(list(col)) for col in zip(*layer_rows)] if layer_rows else None,
             "methods": sorted({str(m) for r in records if (m := (r.get("meta") or {}).get("method"))}),
+            "unreadable_inputs": [{"path": str(path), "reason": str(reason)} for path, reason in unreadable or ()],
         }
         self.results.write_summary(summary)
         return summary

@@ -7,7 +7,8 @@ the effective batch is ``batch_size * world_size`` (the official LSAP_E batch of
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+
 
 import torch
 import torch.nn.functional as F
@@ -15,10 +16,12 @@ from lightning.pytorch import LightningDataModule
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from lsap.data.images import ContentBox, DomainPreset, ImageFolderDataset, PresetName, VerifyMode, derive_seed
+from lsap.data.images import ContentBox, DomainPreset, ImageFolderDataset, PresetName, VerifyMode
 from lsap.model import GeneratorSource
+from lsap.model.generator import NoiseMode
+from lsap.model.sampling import derive_seed, item_z
+from lsap.torch_utils import module_device
 
-NoiseMode = Literal["const", "random", "none"]
 
 #: Where the data module's arguments live in a LightningCLI config; error messages name
 #: options by this path so users know what to edit.
@@ -50,6 +53,16 @@ def _make_loader(module: LightningDataModule, dataset: Dataset, train: bool) -> 
 
 
 # ----- image folders -------------------------------------------------------------------
+def default_num_workers(limit: int = 8) -> int:
+    """DataLoader workers by default: the CPU cores this process may actually run on
+    (its affinity mask, which containers and job schedulers restrict), at most ``limit``."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not available on macOS / Windows
+        cores = os.cpu_count() or 1
+    return max(1, min(limit, cores))
+
+
 class ImageDataModule(LightningDataModule):
     """Folders of real images for training, validation, test and prediction.
 
@@ -64,7 +77,8 @@ class ImageDataModule(LightningDataModule):
         resolution: image size R; default: the preset's native size (256 / 512 / 256).
         batch_size: training batch size per process (per device under DDP).
         val_batch_size: batch size of the val / test / predict loaders; default ``batch_size``.
-        num_workers: DataLoader worker processes per loader (workers persist across epochs).
+        num_workers: DataLoader worker processes per loader (workers persist across epochs);
+            default: the CPU cores this process may use (``os.sched_getaffinity``), at most 8.
             Files that fail inside a worker are recorded in that worker's copy of the
             dataset, so ``skipped`` in the main process lists only what it saw itself.
         pin_memory: pin host memory; default: only when the run is on a CUDA device.
@@ -86,7 +100,7 @@ class ImageDataModule(LightningDataModule):
         resolution: int | None = None,
         batch_size: int = 8,
         val_batch_size: int | None = None,
-        num_workers: int = 4,
+        num_workers: int | None = None,
         pin_memory: bool | None = None,
         drop_last: bool = True,
         hflip_probability: float = 0.5,
@@ -97,6 +111,8 @@ class ImageDataModule(LightningDataModule):
         self.save_hyperparameters()
         if batch_size < 1 or (val_batch_size is not None and val_batch_size < 1):
             raise ValueError(f"batch sizes must be >= 1, got batch_size={batch_size}, val_batch_size={val_batch_size}")
+        if num_workers is None:
+            num_workers = default_num_workers()
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
         self.folders: dict[str, str | None] = {
@@ -177,14 +193,6 @@ class ImageDataModule(LightningDataModule):
 
 
 # ----- synthetic images ----------------------------------------------------------------
-def _module_device(module: nn.Module) -> torch.device:
-    for tensor in module.parameters():
-        return tensor.device
-    for tensor in module.buffers():
-        return tensor.device
-    return torch.device("cpu")
-
-
 class SyntheticDataset(Dataset):
     """Images sampled from a generator, with the W+ codes that made them.
 
@@ -234,7 +242,7 @@ class SyntheticDataset(Dataset):
             )
         self.z = torch.stack([self.latent_z(generator.z_dim, seed, i) for i in range(num_samples)]) if num_samples \
             else torch.zeros(0, int(generator.z_dim))
-        device = _module_device(generator)
+        device = module_device(generator)
         images, codes = [], []
         with torch.no_grad():
             for start in range(0, num_samples, batch_size):
@@ -252,8 +260,7 @@ class SyntheticDataset(Dataset):
     @staticmethod
     def latent_z(z_dim: int, seed: int, index: int) -> torch.Tensor:
         """The z of item ``index`` of a dataset with ``seed`` (float32 ``[z_dim]``, CPU)."""
-        rng = torch.Generator().manual_seed(derive_seed("synthetic", seed, index))
-        return torch.randn(int(z_dim), generator=rng)
+        return item_z(z_dim, derive_seed("synthetic", seed, index))
 
     def __len__(self) -> int:
         return self.images.shape[0]

@@ -38,6 +38,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_warn
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset, get_worker_info
 
+from lsap.model.sampling import derive_seed
 from lsap.results import output_name
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (
@@ -67,13 +68,6 @@ ALPHA_BACKGROUND_RGB: tuple[int, int, int] = (255, 255, 255)
 
 class SkippedImagesWarning(UserWarning):
     """Files in an image folder could not be read and were left out."""
-
-
-def derive_seed(*parts: object) -> int:
-    """A 63-bit seed that depends on all ``parts``; unrelated inputs give unrelated seeds
-    (unlike ``seed + i``, where runs with neighbouring seeds share most items)."""
-    digest = hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
 # ----- presets -------------------------------------------------------------------------

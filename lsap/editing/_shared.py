@@ -1,7 +1,7 @@
 """The few things lsap.editing takes from elsewhere, each behind one function.
 
 Inversion outputs (:mod:`lsap.results`), PTI deltas (:mod:`lsap.model.delta`), the
-generator fingerprint, atomic writes and the anchors' seeded z sampler live in other
+generator fingerprint, atomic writes and the seeded z sampler live in other
 packages; every use in lsap.editing goes through this module.
 """
 
@@ -16,10 +16,11 @@ import torch
 from torch import Tensor, nn
 
 from lsap.io import atomic_write
-from lsap.metrics.anchors import _z_batches, default_cache_dir
+from lsap.metrics.anchors import default_cache_dir
 from lsap.model.delta import apply_delta as _apply_delta
 from lsap.model.delta import load_delta
 from lsap.model.fingerprint import generator_fingerprint
+from lsap.model.sampling import sample_z
 from lsap.results import CODES_DIR, InversionResults, load_code
 
 __all__ = ["apply_delta", "atomic_save", "cache_root", "check_fingerprint", "fingerprint", "list_results",
@@ -42,8 +43,8 @@ def check_fingerprint(stored: str | None, generator: nn.Module, what: str, actua
 
 
 def z_batches(num_samples: int, z_dim: int, seed: int, batch_size: int) -> Iterator[Tensor]:
-    """Seeded CPU z batches, the same sequence for any batch size (the anchors' sampler)."""
-    return _z_batches(num_samples, z_dim, seed, batch_size)
+    """Seeded CPU z batches, the same sequence for any batch size (lsap's one z sampler)."""
+    return sample_z(num_samples, z_dim, seed, batch_size)
 
 
 def cache_root() -> Path:

@@ -13,21 +13,16 @@ from lsap.encoders.checkpoints import (
     save_e4e_checkpoint,
 )
 from lsap.encoders.e4e import (
-    EqualLinear,
     Encoder4Editing,
-    GradualStyleBlock,
     ProgressiveStyleEncoder,
     PyramidStyleEncoder,
     ResNetEncoder4Editing,
-    upsample_add,
 )
 from lsap.encoders.psp import GradualStyleEncoder, ResNetGradualStyleEncoder
 
 __all__ = [
     "ENCODER_TYPE_NAMES",
     "Encoder4Editing",
-    "EqualLinear",
-    "GradualStyleBlock",
     "GradualStyleEncoder",
     "LoadedEncoder",
     "ProgressiveStyleEncoder",
@@ -38,5 +33,4 @@ __all__ = [
     "infer_encoder_config",
     "load_encoder_checkpoint",
     "save_e4e_checkpoint",
-    "upsample_add",
 ]

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lsap.model.generator import EqualLinear
 from lsap.nets.irse import (
     ARCFACE_WEIGHTS_DESCRIPTION,
     STANDARD_BLOCKS,
@@ -70,23 +71,6 @@ def _halvings_to_one(size: int) -> int:
         size = math.ceil(size / 2)
         count += 1
     return count
-
-
-class EqualLinear(nn.Module):
-    """Linear layer with run-time weight scaling (equalised learning rate)."""
-
-    def __init__(self, in_features: int, out_features: int, lr_mul: float = 1.0, bias_init: float = 0.0) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
-        self.bias = nn.Parameter(torch.full((out_features,), float(bias_init)))
-        self.scale = lr_mul / math.sqrt(in_features)
-        self.lr_mul = lr_mul
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.weight.shape[1]}, out_features={self.weight.shape[0]}, lr_mul={self.lr_mul}"
 
 
 class GradualStyleBlock(nn.Module):

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lsap.losses.reconstruction import Reduction, check_reduction
 from lsap.nets.irse import (
     ARCFACE_INPUT_SIZE,
     ARCFACE_WEIGHTS_DESCRIPTION,
@@ -41,7 +42,6 @@ __all__ = [
 ]
 
 IDBackbone = Literal["arcface", "facenet"]
-Reduction = Literal["mean", "none"]
 
 # (top, bottom, left, right) of the face region in an aligned 256x256 image.
 FACE_CROP_256 = (35, 223, 32, 220)
@@ -114,8 +114,7 @@ class IDLoss(nn.Module):
         network_input_size: int | None = None,
     ) -> None:
         super().__init__()
-        if reduction not in ("mean", "none"):
-            raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+        check_reduction(reduction)
         if backbone not in ("arcface", "facenet"):
             raise ValueError(f"backbone must be 'arcface' or 'facenet', got {backbone!r}")
         if network is not None:

@@ -17,12 +17,13 @@ import lpips as lpips_package
 import torch
 from torch import Tensor, nn
 
-from lsap.io import load_weights_file
+from lsap.io import WeightsMismatchError, load_weights_file
 from lsap.losses.reconstruction import (
     Box,
     Reduction,
     apply_box,
     check_image_pair,
+    check_reduction,
     masked_spatial_mean,
     prepare_mask,
     reduce_per_sample,
@@ -54,7 +55,7 @@ def torchvision_features_to_lpips(
     ``slice2.3.weight`` for AlexNet. The classifier head is not used and is ignored.
 
     Raises:
-        KeyError: if a backbone parameter has no counterpart in ``state_dict``.
+        WeightsMismatchError: if a backbone parameter has no counterpart in ``state_dict``.
         ValueError: if a tensor's shape differs from the backbone's.
     """
     expected = lpips_backbone.state_dict()
@@ -68,13 +69,13 @@ def torchvision_features_to_lpips(
             continue
         tensor = state_dict[source_key]
         if tensor.shape != reference.shape:
-            raise ValueError(
+            raise WeightsMismatchError(
                 f"backbone tensor {source_key!r} has shape {tuple(tensor.shape)}, "
                 f"expected {tuple(reference.shape)} (for {slice_name}.{layer_index}.{tensor_name})"
             )
         renamed[lpips_key] = tensor
     if missing:
-        raise KeyError(
+        raise WeightsMismatchError(
             f"backbone state dict lacks {len(missing)} tensor(s) the LPIPS network needs: {missing}"
         )
     return renamed
@@ -120,7 +121,7 @@ class LPIPSLoss(nn.Module):
         super().__init__()
         if net not in _BACKBONE_SOURCES:
             raise ValueError(f"net must be one of {sorted(_BACKBONE_SOURCES)}, got {net!r}")
-        reduce_per_sample(torch.zeros(1), reduction)  # validates the value early
+        check_reduction(reduction)
         self.net_name = net
         self.reduction: Reduction = reduction
         self.box = validate_box(box)

@@ -10,13 +10,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models import resnet50
 
-from lsap.io import load_weights_file
+from lsap.io import WeightsMismatchError, load_weights_file, strip_module_prefix
 
 from lsap.losses.reconstruction import (
     Box,
     Reduction,
     apply_box,
     check_image_pair,
+    check_reduction,
     reduce_per_sample,
     validate_box,
 )
@@ -40,8 +41,7 @@ def moco_to_torchvision_resnet(state_dict: Mapping[str, Tensor]) -> dict[str, Te
     may be absent). The key encoder, the queue and the projection head ``fc.*`` are dropped.
     """
     renamed: dict[str, Tensor] = {}
-    for key, value in state_dict.items():
-        key = key.removeprefix("module.")
+    for key, value in strip_module_prefix(state_dict).items():
         if not key.startswith("encoder_q."):
             continue
         key = key.removeprefix("encoder_q.")
@@ -49,7 +49,7 @@ def moco_to_torchvision_resnet(state_dict: Mapping[str, Tensor]) -> dict[str, Te
             continue
         renamed[key] = value
     if not renamed:
-        raise KeyError(
+        raise WeightsMismatchError(
             "no 'module.encoder_q.*' keys found: this does not look like a MoCo checkpoint "
             f"(first keys: {list(state_dict)[:5]})"
         )
@@ -84,7 +84,7 @@ class MoCoLoss(nn.Module):
         box: Box | None = None,
     ) -> None:
         super().__init__()
-        reduce_per_sample(torch.zeros(1), reduction)  # validates the value early
+        check_reduction(reduction)
         if input_size < 32:
             raise ValueError(f"input_size must be at least 32, got {input_size}")
         self.reduction: Reduction = reduction

@@ -19,10 +19,11 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor, nn
 
-from lsap.losses.reconstruction import Reduction, reduce_per_sample
+from lsap.losses.reconstruction import Reduction, check_reduction, reduce_per_sample
 from lsap.metrics.anchors import DEFAULT_BATCH_SIZE, DEFAULT_NUM_SAMPLES, Anchors, LayerSelection
-from lsap.metrics.nscd import StyleAffines, check_styles, module_device, resolve_anchors, style_cosines
+from lsap.metrics.nscd import StyleAffines, check_styles, resolve_anchors, style_cosines
 from lsap.model.generator import StyleLayer
+from lsap.torch_utils import module_device
 
 __all__ = ["NSCDForm", "NSCDLoss", "unit_style_dots"]
 
@@ -84,7 +85,7 @@ class NSCDLoss(nn.Module):
         super().__init__()
         if form not in ("official", "cosine"):
             raise ValueError(f"form must be 'official' or 'cosine', got {form!r}")
-        reduce_per_sample(torch.zeros(1), reduction)  # validates the value early
+        check_reduction(reduction)
         anchors = resolve_anchors(generator, anchors, num_samples, seed, cache_dir, batch_size, "NSCDLoss")
         indices = anchors.indices(layers)
         self.form: NSCDForm = form

@@ -13,7 +13,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["Box", "L2Loss", "apply_box", "check_image_pair", "prepare_mask", "reduce_per_sample", "to_resolution"]
+__all__ = [
+    "Box",
+    "L2Loss",
+    "Reduction",
+    "apply_box",
+    "check_image_pair",
+    "check_reduction",
+    "prepare_mask",
+    "reduce_per_sample",
+    "to_resolution",
+]
 
 # (top, bottom, left, right): rows top:bottom and columns left:right, half-open like slices.
 Box = tuple[int, int, int, int]
@@ -102,13 +112,16 @@ def masked_spatial_mean(values: Tensor, mask: Tensor | None) -> Tensor:
     return weighted_sum / total_weight
 
 
+def check_reduction(reduction: str) -> Reduction:
+    """``reduction`` if it is one lsap's losses know; a ``ValueError`` otherwise."""
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    return reduction  # type: ignore[return-value]
+
+
 def reduce_per_sample(values: Tensor, reduction: Reduction) -> Tensor:
     """Apply ``reduction`` to a vector of per-sample values of shape [B]."""
-    if reduction == "mean":
-        return values.mean()
-    if reduction == "none":
-        return values
-    raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    return values.mean() if check_reduction(reduction) == "mean" else values
 
 
 class L2Loss(nn.Module):
@@ -123,7 +136,7 @@ class L2Loss(nn.Module):
 
     def __init__(self, reduction: Reduction = "mean", box: Box | None = None) -> None:
         super().__init__()
-        reduce_per_sample(torch.zeros(1), reduction)  # validates the value early
+        check_reduction(reduction)
         self.reduction: Reduction = reduction
         self.box = validate_box(box)
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lsap.losses.reconstruction import Reduction, reduce_per_sample
+from lsap.losses.reconstruction import Reduction, check_reduction, reduce_per_sample
 
 __all__ = ["DeltaRegularizer", "NoiseRegularizer", "normalize_noise_"]
 
@@ -29,7 +29,7 @@ class DeltaRegularizer(nn.Module):
 
     def __init__(self, reduction: Reduction = "mean") -> None:
         super().__init__()
-        reduce_per_sample(torch.zeros(1), reduction)  # validates the value early
+        check_reduction(reduction)
         self.reduction: Reduction = reduction
 
     def forward(self, ws: Tensor, active: int | None = None) -> Tensor:
@@ -83,7 +83,7 @@ class NoiseRegularizer(nn.Module):
 
     def __init__(self, reduction: Reduction = "mean") -> None:
         super().__init__()
-        reduce_per_sample(torch.zeros(1), reduction)  # validates the value early
+        check_reduction(reduction)
         self.reduction: Reduction = reduction
 
     def forward(self, noises: Sequence[Tensor]) -> Tensor:

@@ -34,17 +34,18 @@ import dataclasses
 import hashlib
 import logging
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from lsap.io import CheckpointError, atomic_write, load_weights_file
 from lsap.model.fingerprint import generator_fingerprint
 from lsap.model.generator import StyleLayer
+from lsap.model.sampling import Z_BLOCK, sample_z
 
 __all__ = [
     "ANCHORS_FORMAT",
@@ -66,7 +67,6 @@ ANCHORS_FORMAT = "lsap.anchors"
 ANCHORS_FORMAT_VERSION = 1
 # z is drawn in blocks of this many samples, whatever the batch size, because torch's CPU
 # normal sampler does not give the same numbers for one large draw as for several small ones.
-Z_BLOCK = 1024
 DEFAULT_NUM_SAMPLES = 100_000
 DEFAULT_BATCH_SIZE = 4096
 
@@ -169,13 +169,14 @@ class Anchors:
         }
 
     @classmethod
-    def from_state(cls, state: Any) -> Anchors:
-        """Inverse of :meth:`state`; raises ``ValueError`` on anything else."""
+    def from_state(cls, state: Any, where: str = "anchors state") -> Anchors:
+        """Inverse of :meth:`state`; raises :class:`~lsap.io.CheckpointError` (a ``ValueError``)
+        naming ``where`` on anything else."""
         if not isinstance(state, dict) or state.get("format") != ANCHORS_FORMAT:
-            raise ValueError(f"not an lsap anchors file (expected format {ANCHORS_FORMAT!r})")
+            raise CheckpointError(f"{where} is not an lsap anchors file (expected format {ANCHORS_FORMAT!r})")
         if state.get("version") != ANCHORS_FORMAT_VERSION:
-            raise ValueError(
-                f"anchors file version {state.get('version')!r} is not the supported version {ANCHORS_FORMAT_VERSION}"
+            raise CheckpointError(
+                f"{where} has version {state.get('version')!r}, not the supported version {ANCHORS_FORMAT_VERSION}"
             )
         try:
             return cls(
@@ -189,19 +190,17 @@ class Anchors:
                 generator_hash=str(state["generator_hash"]),
             )
         except (KeyError, TypeError) as err:
-            raise ValueError(f"anchors file is incomplete or malformed: {err}") from err
+            raise CheckpointError(f"{where} is incomplete or malformed: {err}") from err
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write to ``path`` atomically (temporary file in the same folder, then rename)."""
-        _atomic_torch_save(self.state(), Path(path))
+        state = self.state()
+        atomic_write(path, lambda f: torch.save(state, f))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Anchors:
         """Read a file written by :meth:`save` (``torch.load(weights_only=True)``)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"anchors file not found: '{path}'")
-        return cls.from_state(torch.load(path, map_location="cpu", weights_only=True))
+        return cls.from_state(load_weights_file(path, "anchors file"), where=f"anchors file '{path}'")
 
     def __repr__(self) -> str:
         return (
@@ -312,25 +311,6 @@ def _read_cache(path: Path, fingerprint: str, num_samples: int, seed: int) -> An
     return anchors
 
 
-def _z_batches(num_samples: int, z_dim: int, seed: int, batch_size: int) -> Iterator[Tensor]:
-    """CPU float32 batches of z: the same z sequence for any ``batch_size``."""
-    rng = torch.Generator(device="cpu").manual_seed(seed)
-    pending: list[Tensor] = []
-    pending_rows = drawn = 0
-    while drawn < num_samples:
-        block = torch.randn(min(Z_BLOCK, num_samples - drawn), z_dim, generator=rng, dtype=torch.float32)
-        drawn += block.shape[0]
-        pending.append(block)
-        pending_rows += block.shape[0]
-        while pending_rows >= batch_size:
-            joined = torch.cat(pending)
-            yield joined[:batch_size]
-            rest = joined[batch_size:]
-            pending, pending_rows = ([rest] if rest.shape[0] else []), rest.shape[0]
-    if pending_rows:
-        yield torch.cat(pending)
-
-
 def _accumulation_dtype(device: torch.device) -> torch.dtype:
     # Apple's MPS backend has no float64.
     return torch.float32 if device.type == "mps" else torch.float64
@@ -349,7 +329,7 @@ def _sample_anchors(generator: nn.Module, num_samples: int, seed: int, batch_siz
     modes = {module: module.training for module in generator.modules()}
     generator.eval()
     try:
-        for z in _z_batches(num_samples, int(generator.z_dim), seed, batch_size):
+        for z in sample_z(num_samples, int(generator.z_dim), seed, batch_size):
             w = generator.mapping(z.to(device=device, dtype=dtype))
             for total, style in zip(sums, generator.styles(w)):
                 style = style.to(acc_dtype)
@@ -367,17 +347,3 @@ def _sample_anchors(generator: nn.Module, num_samples: int, seed: int, batch_siz
         seed=seed,
         generator_hash=fingerprint,
     )
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise

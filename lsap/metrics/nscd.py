@@ -40,6 +40,7 @@ from lsap.metrics.anchors import (
     generator_fingerprint,
 )
 from lsap.model.generator import StyleLayer
+from lsap.torch_utils import module_device
 
 __all__ = ["NSCD", "StyleAffines", "check_styles", "check_ws", "nscd_distances", "style_cosines"]
 
@@ -146,13 +147,6 @@ class StyleAffines(nn.Module):
 
     def extra_repr(self) -> str:
         return f"layers={len(self.layers)}, num_ws={self.num_ws}, w_dim={self.w_dim}"
-
-
-def module_device(module: nn.Module) -> torch.device:
-    """Device of a module's first parameter or buffer (CPU when it has none)."""
-    for tensor in (*module.parameters(), *module.buffers()):
-        return tensor.device
-    return torch.device("cpu")
 
 
 def resolve_anchors(

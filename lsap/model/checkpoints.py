@@ -15,7 +15,6 @@ and pickles through :mod:`lsap.model.safe_pickle`.
 from __future__ import annotations
 
 import json
-import math
 import pickle
 import re
 import zipfile
@@ -24,7 +23,7 @@ from typing import Any, Mapping
 
 import torch
 
-from lsap.io import CheckpointError, load_weights_file, missing_file_error
+from lsap.io import CheckpointError, load_weights_file, missing_file_error, strip_module_prefix
 from lsap.model.generator import Generator
 from lsap.model.safe_pickle import PersistentObject, UnsafeCheckpointError, safe_load_pickle
 
@@ -144,7 +143,7 @@ def generator_from_state_dict(
     nvlabs_kwargs: Mapping[str, Any] | None = None,
 ) -> Generator:
     """Build a generator from a rosinality or NVlabs state dict (``module.`` prefixes allowed)."""
-    sd = {re.sub(r"^(module\.)+", "", k): v for k, v in state_dict.items()}
+    sd = strip_module_prefix(state_dict)
     if "synthesis.b4.const" in sd:
         return _from_nvlabs(sd, nvlabs_kwargs or {})
     if "input.input" in sd and "conv1.conv.weight" in sd:
@@ -298,8 +297,3 @@ def save_generator(generator: Generator, path: str | Path) -> Path:
     else:
         torch.save({"format": FORMAT_NAME, "version": FORMAT_VERSION, "config": config, "state_dict": state}, path)
     return path
-
-
-def num_ws_for(resolution: int) -> int:
-    """Number of W+ entries of a StyleGAN2 generator at ``resolution``."""
-    return 2 * int(math.log2(resolution)) - 2

@@ -174,7 +174,7 @@ class LSAP_E(LightningModule):  # noqa: N801 - the method's name in the paper
             return F.adaptive_avg_pool2d(images, size)
         return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
-    def _losses(self, batch: dict[str, Tensor], ws: Tensor, recon: Tensor, active: int) -> dict[str, Tensor]:
+    def training_losses(self, batch: dict[str, Tensor], ws: Tensor, recon: Tensor, active: int) -> dict[str, Tensor]:
         target, pred = self._pool(batch["image"]), self._pool(recon)
         mask = batch.get("mask")
         if mask is not None:
@@ -202,7 +202,7 @@ class LSAP_E(LightningModule):  # noqa: N801 - the method's name in the paper
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         stage = self.stage
         ws, recon = self(batch["image"])
-        losses = self._losses(batch, ws, recon, active=stage + 1)
+        losses = self.training_losses(batch, ws, recon, active=stage + 1)
         batch_size = batch["image"].shape[0]
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=batch_size,
                       prog_bar=False, sync_dist=False)

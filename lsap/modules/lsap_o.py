@@ -36,12 +36,12 @@ from lightning.pytorch import LightningModule
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from lsap.data.images import derive_seed
 from lsap.losses import L2Loss, LPIPSLoss, NoiseRegularizer, normalize_noise_
 from lsap.losses.reconstruction import to_resolution
 from lsap.modules.generator_stats import FrozenGeneratorStats
 from lsap.metrics import nscd_distances
 from lsap.model import Generator, GeneratorSource
+from lsap.model.sampling import derive_seed
 from lsap.results import InversionPrediction, batch_names, split_pending
 
 __all__ = ["LSAP_O", "InversionResult", "latent_noise_at", "learning_rate_at", "require_grad_mode", "to_resolution"]

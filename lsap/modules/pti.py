@@ -28,12 +28,12 @@ from lightning.pytorch import LightningModule
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from lsap.data.images import derive_seed
 from lsap.losses import L2Loss, LocalityRegularizer, LPIPSLoss
 from lsap.losses.reconstruction import to_resolution
 from lsap.modules.generator_stats import FrozenGeneratorStats
 from lsap.metrics import nscd_distances
 from lsap.model import Generator, GeneratorSource
+from lsap.model.sampling import derive_seed
 from lsap.model.delta import DELTA_DTYPES, DeltaDtype, apply_delta, load_delta, make_delta
 from lsap.modules.lsap_o import require_grad_mode
 from lsap.results import InversionPrediction, InversionResults, batch_names, split_pending

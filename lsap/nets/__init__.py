@@ -1,5 +1,6 @@
 """Backbone networks: IR / IR-SE (ArcFace family) and torchvision ResNet."""
 
+from lsap.io import WeightsMismatchError
 from lsap.nets.irse import (
     ARCFACE_WEIGHTS_DESCRIPTION,
     STANDARD_BLOCKS,
@@ -8,14 +9,8 @@ from lsap.nets.irse import (
     IRBottleneck,
     IRSEBody,
     SqueezeExcitation,
-    UnsafeCheckpointError,
-    WeightsMismatchError,
-    adapt_input_conv,
     infer_ir_architecture,
     load_arcface,
-    load_state_dict_checked,
-    load_weights_file,
-    strip_module_prefix,
 )
 from lsap.nets.resnet import RESNET_STAGE_CHANNELS, ResNetBackbone
 
@@ -29,12 +24,7 @@ __all__ = [
     "IRSEBody",
     "ResNetBackbone",
     "SqueezeExcitation",
-    "UnsafeCheckpointError",
     "WeightsMismatchError",
-    "adapt_input_conv",
     "infer_ir_architecture",
     "load_arcface",
-    "load_state_dict_checked",
-    "load_weights_file",
-    "strip_module_prefix",
 ]

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lsap.io import UnsafeCheckpointError, load_weights_file
+from lsap.io import UnsafeCheckpointError, WeightsMismatchError, load_weights_file, strip_module_prefix
 
 __all__ = [
     "ARCFACE_INPUT_SIZE",
@@ -68,19 +68,6 @@ ARCFACE_WEIGHTS_DESCRIPTION = (
 # --------------------------------------------------------------------------------------
 # Weight-file helpers (shared by every loader in lsap.nets / lsap.encoders / lsap.losses)
 # --------------------------------------------------------------------------------------
-class WeightsMismatchError(ValueError):
-    """A weights file does not contain what the network expects."""
-
-
-def strip_module_prefix(state_dict: Mapping[str, Any]) -> dict[str, Any]:
-    """Drop ``module.`` path components added by (Distributed)DataParallel wrappers."""
-    cleaned: dict[str, Any] = {}
-    for key, value in state_dict.items():
-        parts = [part for part in key.split(".") if part != "module"]
-        cleaned[".".join(parts)] = value
-    return cleaned
-
-
 def _examples(keys: Sequence[str], limit: int = 4) -> str:
     shown = ", ".join(keys[:limit])
     return shown + (", ..." if len(keys) > limit else "")

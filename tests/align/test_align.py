@@ -482,7 +482,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_mtcnn_loads_offline_on_cpu_and_handles_faceless_images(no_network: None) -> None:
     detector = MTCNNFaceDetector()
-    parameters = list(detector._mtcnn.parameters())
+    parameters = list(detector.network.parameters())
     assert parameters and all(parameter.device.type == "cpu" for parameter in parameters)
     # Weights were loaded, not left at random init: P-net's first conv is non-trivial.
     assert float(parameters[0].detach().abs().sum()) > 0

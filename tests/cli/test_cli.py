@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +15,8 @@ from lsap.metrics import Anchors
 from lsap.model import load_generator, save_generator
 
 from conftest import small_source
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def test_convert_subcommand_writes_an_lsap_file(fixtures_dir, tmp_path, capsys):
@@ -25,9 +29,45 @@ def test_convert_subcommand_writes_an_lsap_file(fixtures_dir, tmp_path, capsys):
     torch.testing.assert_close(g.w_avg, load_generator(fixtures_dir / "nvlabs_64px_small.state.pt").w_avg)
 
 
-def test_convert_rejects_an_unknown_destination_format(fixtures_dir, tmp_path):
-    with pytest.raises(ValueError, match=r"\.safetensors or \.pt"):
+def test_convert_rejects_an_unknown_destination_format(fixtures_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
         main(["convert", str(fixtures_dir / "rosinality_64px_small.pt"), str(tmp_path / "g.bin")])
+    assert exc.value.code == 2
+    assert re.fullmatch(r"lsap: error: .*\.safetensors or \.pt.*\n", capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("command", ["convert", "anchors"])
+@pytest.mark.parametrize("content", [None, b"", b"PK\x03\x04 cut short", b"garbage"])
+def test_bad_generator_files_end_with_one_line(command, content, tmp_path, capsys):
+    path = tmp_path / "g.pt"
+    if content is not None:
+        path.write_bytes(content)
+    args = [command, str(path)] + ([str(tmp_path / "out.pt")] if command == "convert" else [])
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lsap: error: ") and err.count("\n") == 1 and str(path) in err
+
+
+def test_debug_shows_the_traceback(tmp_path, monkeypatch):
+    missing = str(tmp_path / "missing.pt")
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        main(["anchors", missing, "--debug"])
+    monkeypatch.setenv("LSAP_DEBUG", "1")
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        main(["anchors", missing])
+
+
+def test_predict_with_a_missing_generator_ends_with_the_cause(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["lsap"])
+    missing = tmp_path / "nowhere" / "g.pt"
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", "--config", str(CONFIGS / "optimize_demo.yaml"),
+              "--model.init_args.generator", f"{{checkpoint: {missing}}}"])
+    assert exc.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("lsap: error: ") and str(missing) in last and "Namespace" not in last
 
 
 def test_anchors_subcommand_writes_anchors(tmp_path, capsys):

@@ -505,3 +505,13 @@ def test_datamodules_parse_as_config(tmp_path: Path) -> None:
     assert built.synthetic.generator_source.resolution == 16
     with pytest.raises(Exception, match="preset"):
         parser.parse_args(["--data.preset=boat"])
+
+
+def test_default_workers_follow_the_usable_cores() -> None:
+    import os
+
+    from lsap.data.datamodule import default_num_workers
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert default_num_workers() == max(1, min(8, cores)) == ImageDataModule(predict_dir=".").num_workers
+    assert default_num_workers(limit=1) == 1

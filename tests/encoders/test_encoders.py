@@ -18,7 +18,8 @@ from lsap.encoders import (
     load_encoder_checkpoint,
     save_e4e_checkpoint,
 )
-from lsap.nets import ArcFaceIRSE, ResNetBackbone, UnsafeCheckpointError, WeightsMismatchError
+from lsap.io import UnsafeCheckpointError
+from lsap.nets import ArcFaceIRSE, ResNetBackbone, WeightsMismatchError
 
 TINY_IR = dict(blocks_per_stage=[1, 1, 1, 1], stage_channels=[8, 16, 32, 64])
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torchvision
 
+from lsap.io import WeightsMismatchError
 from lsap.losses import DeltaRegularizer, L2Loss, LPIPSLoss, MoCoLoss, NoiseRegularizer, normalize_noise_
 from lsap.losses.lpips import torchvision_features_to_lpips
 from lsap.losses.moco import moco_to_torchvision_resnet
@@ -199,7 +200,7 @@ def test_lpips_rejects_incomplete_backbone(
 ) -> None:
     _, state = alexnet_features_file
     incomplete = {key: value for key, value in state.items() if key != "features.8.bias"}
-    with pytest.raises(KeyError, match=r"features\.8\.bias"):
+    with pytest.raises(WeightsMismatchError, match=r"features\.8\.bias"):
         torchvision_features_to_lpips(incomplete, lpips_loss.model.net)
     wrong_shape = dict(state)
     wrong_shape["features.0.weight"] = torch.zeros(1)
@@ -224,7 +225,7 @@ def test_moco_key_mapping_keeps_query_encoder_only() -> None:
     }
     assert set(moco_to_torchvision_resnet(state)) == {"conv1.weight", "layer1.0.bn1.running_mean"}
     assert set(moco_to_torchvision_resnet({"encoder_q.conv1.weight": tensor})) == {"conv1.weight"}
-    with pytest.raises(KeyError, match="encoder_q"):
+    with pytest.raises(WeightsMismatchError, match="encoder_q"):
         moco_to_torchvision_resnet({"conv1.weight": tensor})
 
 

@@ -10,15 +10,15 @@ import torch
 
 import lsap.metrics.anchors as anchors_module
 from lsap.metrics import Anchors, anchors_cache_path, compute_anchors, default_cache_dir, generator_fingerprint
-from lsap.model import Generator, GeneratorSource
+from lsap.model import Generator
+from conftest import small_source
 
 NUM_SAMPLES = 1200  # more than one z block (Z_BLOCK = 1024), so block joins are exercised
 
 
 @pytest.fixture(scope="module")
 def generator() -> Generator:
-    return GeneratorSource(seed=3, resolution=32, mapping_layers=2, channel_base=1024, channel_max=64,
-                           w_avg_samples=1000).build()
+    return small_source(32, 3, channel_max=64).build()
 
 
 @pytest.fixture(scope="module")
@@ -27,17 +27,17 @@ def anchors(generator: Generator) -> Anchors:
 
 
 class SampleSpy:
-    """Counts calls of the uncached computation."""
+    """Counts the uncached computations (each draws one seeded z stream)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls = 0
-        original = anchors_module._sample_anchors
+        original = anchors_module.sample_z
 
         def spy(*args, **kwargs):
             self.calls += 1
             return original(*args, **kwargs)
 
-        monkeypatch.setattr(anchors_module, "_sample_anchors", spy)
+        monkeypatch.setattr(anchors_module, "sample_z", spy)
 
 
 def assert_anchors_equal(a: Anchors, b: Anchors, atol: float = 0.0) -> None:

@@ -11,15 +11,15 @@ from torch import nn
 
 from lsap.losses.nscd import NSCDLoss
 from lsap.metrics import NSCD, Anchors, StyleAffines, compute_anchors
-from lsap.model import Generator, GeneratorSource
+from lsap.model import Generator
+from conftest import small_source
 
 NUM_SAMPLES = 1000
 
 
 @pytest.fixture(scope="module")
 def generator() -> Generator:
-    return GeneratorSource(seed=1, resolution=32, mapping_layers=2, channel_base=1024, channel_max=64,
-                           w_avg_samples=1000).build()
+    return small_source(32, 1, channel_max=64).build()
 
 
 @pytest.fixture(scope="module")
@@ -155,8 +155,7 @@ def test_metric_input_errors(generator: Generator, anchors: Anchors) -> None:
         NSCD(anchors=anchors).update(torch.zeros(2, 512))
     with pytest.raises(ValueError, match="needs a generator"):
         NSCD()
-    other = GeneratorSource(seed=1, resolution=64, mapping_layers=2, channel_base=1024, channel_max=64,
-                            w_avg_samples=10).build()
+    other = small_source(64, 1, channel_max=64, w_avg_samples=10).build()
     with pytest.raises(ValueError, match="do not fit the generator"):
         NSCD(generator=other, anchors=anchors)
     changed = copy.deepcopy(generator)

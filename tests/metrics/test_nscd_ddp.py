@@ -13,7 +13,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from lsap.metrics import NSCD, Anchors, compute_anchors
-from lsap.model import Generator, GeneratorSource
+from lsap.model import Generator
+from conftest import small_source
 
 WORLD_SIZE = 2
 NUM_SAMPLES = 500
@@ -22,8 +23,7 @@ DEADLINE_S = 90
 
 
 def build_generator() -> Generator:
-    return GeneratorSource(seed=2, resolution=32, mapping_layers=2, channel_base=1024, channel_max=64,
-                           w_avg_samples=100).build()
+    return small_source(32, 2, channel_max=64, w_avg_samples=100).build()
 
 
 def make_codes(generator: Generator) -> torch.Tensor:

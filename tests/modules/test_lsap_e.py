@@ -48,7 +48,7 @@ def test_training_step_loss_terms_and_gradients(tmp_path):
     batch = {"image": g.synthesis(ws_true).clamp(-1, 1)}
     ws = module.encode(batch["image"])
     assert ws.shape == (4, g.num_ws, g.w_dim)
-    losses = module._losses(batch, ws, module.decode(ws), active=3)
+    losses = module.training_losses(batch, ws, module.decode(ws), active=3)
     assert set(losses) == {"l2", "delta", "nscd", "total"}
     w = module.loss_weights
     expected = sum(w[k] * losses[k] for k in ("l2", "delta", "nscd"))

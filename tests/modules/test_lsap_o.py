@@ -13,12 +13,12 @@ from lsap.data import SyntheticDataset
 from lsap.model import GeneratorSource
 from lsap.modules import LSAP_O
 from lsap.modules.lsap_o import latent_noise_at, learning_rate_at
+from conftest import small_source
 
 
 def tiny_source(seed: int = 0) -> GeneratorSource:
     # w_dim <= channels, so the affines are injective and a W code is recoverable.
-    return GeneratorSource(seed=seed, resolution=16, z_dim=32, w_dim=32, mapping_layers=2, channel_base=1024,
-                           channel_max=64, w_avg_samples=1000)
+    return small_source(16, seed, z_dim=32, w_dim=32, channel_max=64)
 
 
 def make_model(tmp_path: Path, **overrides) -> LSAP_O:

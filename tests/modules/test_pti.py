@@ -18,11 +18,11 @@ from lsap.model import GeneratorSource
 from lsap.model.delta import apply_delta, load_delta
 from lsap.modules import LSAP_O, PTI
 from lsap.results import load_code
+from conftest import small_source
 
 
 def tiny_source(seed: int = 0) -> GeneratorSource:
-    return GeneratorSource(seed=seed, resolution=16, z_dim=32, w_dim=32, mapping_layers=2, channel_base=1024,
-                           channel_max=64, w_avg_samples=1000)
+    return small_source(16, seed, z_dim=32, w_dim=32, channel_max=64)
 
 
 def make_pti(tmp_path: Path, **overrides) -> PTI:

@@ -17,13 +17,13 @@ from lsap.results import InversionResults, batch_names, load_code, load_results,
 from lsap.data import ImageDataModule, SyntheticDataset
 from lsap.model import GeneratorSource
 from lsap.modules import LSAP_O
+from conftest import small_source
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def tiny_source() -> GeneratorSource:
-    return GeneratorSource(seed=0, resolution=16, z_dim=32, w_dim=32, mapping_layers=2, channel_base=1024,
-                           channel_max=64, w_avg_samples=1000)
+    return small_source(16, 0, z_dim=32, w_dim=32, channel_max=64)
 
 
 def make_model(tmp_path: Path, num_steps: int = 2) -> LSAP_O:
@@ -178,6 +178,18 @@ def test_writer_files_and_resume(tmp_path: Path) -> None:
     run(model, tmp_path / "in", out)
     assert counter.names == ["sub1/a"]
     assert json.loads((out / "summary.json").read_text())["num_images"] == 3
+
+
+def test_unreadable_inputs_are_listed_in_the_summary(tmp_path: Path) -> None:
+    model = make_model(tmp_path, num_steps=1)
+    write_folder(tmp_path / "in", ["a.png"], model)
+    (tmp_path / "in" / "broken.png").write_bytes(b"not an image")
+    with pytest.warns(UserWarning, match="broken.png"):
+        run(model, tmp_path / "in", tmp_path / "out")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["num_images"] == 1
+    [entry] = summary["unreadable_inputs"]
+    assert entry["path"] == str(tmp_path / "in" / "broken.png") and entry["reason"]
 
 
 # ----- configs -----------------------------------------------------------------------------
