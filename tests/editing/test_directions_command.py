@@ -63,7 +63,7 @@ def test_interfacegan_with_a_user_classifier(tmp_path, single_thread, monkeypatc
     assert abs(float(cond @ other)) < 1e-4
 
 
-def test_interfacegan_from_labels_and_codes(tmp_path, single_thread):
+def test_interfacegan_from_labels_and_codes(tmp_path, single_thread, capsys):
     from lsap.callbacks import InversionWriter
 
     g = SOURCE.build()
@@ -83,5 +83,6 @@ def test_interfacegan_from_labels_and_codes(tmp_path, single_thread):
           "--codes_dir", str(tmp_path / "inv"), "--method", "logistic"])
     d = load_direction(tmp_path / "attr.pt")
     assert d.meta["num_train"] + d.meta["num_test"] == 60
-    with pytest.raises(ValueError, match="codes_dir"):
+    with pytest.raises(SystemExit) as exit_info:  # bad input: one line and status 2
         main(["directions", "interfacegan", SPEC, str(tmp_path / "x.pt"), "--labels", str(tmp_path / "labels.csv")])
+    assert exit_info.value.code == 2 and "--labels needs --codes_dir" in capsys.readouterr().err
