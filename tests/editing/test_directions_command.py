@@ -6,14 +6,13 @@ import json
 
 import pytest
 import torch
+from conftest import small_source
 
 from lsap.cli import main
 from lsap.editing import load_direction, load_ganspace, resolve_edit
-from lsap.editing._shared import fingerprint
-from lsap.model import GeneratorSource
+from lsap.model.fingerprint import generator_fingerprint as fingerprint
 
-SOURCE = GeneratorSource(seed=0, resolution=16, z_dim=32, w_dim=32, mapping_layers=2, channel_base=512,
-                         channel_max=16, w_avg_samples=500)
+SOURCE = small_source(16, z_dim=32, w_dim=32, channel_base=512, channel_max=16, w_avg_samples=500)
 SPEC = json.dumps(SOURCE.as_dict())
 
 

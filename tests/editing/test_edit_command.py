@@ -16,13 +16,14 @@ from lsap.cli import main
 from lsap.editing import Direction, edit_results, render_grid, resolve_edit, save_direction, save_ganspace
 from lsap.editing.run import columns_for
 from lsap.metrics import generator_fingerprint
+from conftest import small_source
+
 from lsap.model import GeneratorSource
 from lsap.visualize import image_grid, to_uint8
 
 
-def tiny_source() -> GeneratorSource:
-    return GeneratorSource(seed=0, resolution=16, z_dim=32, w_dim=32, mapping_layers=2, channel_base=512,
-                           channel_max=16, w_avg_samples=500)
+def tiny_source(seed: int = 0) -> GeneratorSource:
+    return small_source(16, seed, z_dim=32, w_dim=32, channel_base=512, channel_max=16, w_avg_samples=500)
 
 
 def write_results(folder: Path, generator, names: list[str], pti_deltas: list[dict] | None = None) -> torch.Tensor:
@@ -138,7 +139,7 @@ def test_named_directions_and_errors(tmp_path, monkeypatch):
         resolve_edit("no_such_direction", g)
     with pytest.raises(ValueError, match="GANSpace file"):
         resolve_edit("ganspace:smile", g)
-    other = GeneratorSource(**{**tiny_source().as_dict(), "seed": 1}).build()
+    other = tiny_source(seed=1).build()
     save_direction(Direction(torch.ones(32), generator_hash=generator_fingerprint(other)), tmp_path / "o.pt")
     with pytest.warns(RuntimeWarning, match="another generator"):
         resolve_edit(str(tmp_path / "o.pt"), g)

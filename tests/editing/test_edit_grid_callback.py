@@ -12,13 +12,14 @@ from torch.utils.data import DataLoader
 from lsap.callbacks import EditGridCallback, InversionWriter
 from lsap.data import SyntheticDataModule
 from lsap.editing import Direction, save_direction
+from conftest import small_source
+
 from lsap.model import GeneratorSource
 from lsap.modules import LSAP_O
 
 
-def tiny_source() -> GeneratorSource:
-    return GeneratorSource(seed=0, resolution=16, z_dim=32, w_dim=32, mapping_layers=2, channel_base=512,
-                           channel_max=16, w_avg_samples=500)
+def tiny_source(seed: int = 0) -> GeneratorSource:
+    return small_source(16, seed, z_dim=32, w_dim=32, channel_base=512, channel_max=16, w_avg_samples=500)
 
 
 class _Images:

@@ -36,9 +36,9 @@ def test_style_std_against_direct_computation_and_cache(small_generator, tmp_pat
     g = small_generator
     sigma = style_std(g, num_samples=600, seed=3, batch_size=256, cache_dir=tmp_path)
     assert len(sigma) == len(g.style_layers)
-    from lsap.editing._shared import z_batches
+    from lsap.model.sampling import sample_z
 
-    z = torch.cat(list(z_batches(600, g.z_dim, 3, 600)))
+    z = torch.cat(list(sample_z(600, g.z_dim, 3)))
     direct = [s.double().std(0) for s in g.styles(g.mapping(z))]
     for a, b in zip(sigma, direct):
         torch.testing.assert_close(a.double(), b, rtol=1e-4, atol=1e-6)
