@@ -17,6 +17,7 @@ import pickle
 import sys
 from typing import Callable, NoReturn
 
+from lsap.editing.cli import DIRECTIONS_COMMANDS, edit
 from lsap.evaluation import cli as evaluation_cli
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
@@ -82,9 +83,10 @@ def _anchors(generator: str, output: str | None = None, num_samples: int = 100_0
     print(f"anchors of {generator}: {len(anchors.lsap)} LSAP layers, |mu_l| = [{norms}]")
 
 
-EXTRA_COMMANDS: dict[str, Callable] = {"align": _align, "convert": _convert, "anchors": _anchors}
-EXTRA_COMMANDS.update(evaluate=evaluation_cli.evaluate_command, fid=evaluation_cli.fid_command,
-                      compare=evaluation_cli.compare_command)
+EXTRA_COMMANDS: dict[str, Callable | dict[str, Callable]] = {
+    "align": _align, "convert": _convert, "anchors": _anchors, "edit": edit, "directions": DIRECTIONS_COMMANDS,
+    "evaluate": evaluation_cli.evaluate_command, "fid": evaluation_cli.fid_command,
+    "compare": evaluation_cli.compare_command}
 
 
 def _lightning_cli(args: list[str] | None) -> None:
@@ -135,8 +137,12 @@ def main(argv: list[str] | None = None) -> None:
     if argv and argv[0] in EXTRA_COMMANDS:
         from jsonargparse import CLI
 
+        command, args = EXTRA_COMMANDS[argv[0]], argv[1:]
+        if isinstance(command, dict) and args and args[0] in command:  # subcommands own their argv too
+            args = args[:1] + getattr(command[args[0]], "prepare_argv", list)(args[1:])
+        args = getattr(command, "prepare_argv", list)(args)  # commands may fold space-separated lists
         try:
-            result = CLI(EXTRA_COMMANDS[argv[0]], args=argv[1:], as_positional=True, prog=f"lsap {argv[0]}")
+            result = CLI(command, args=args, as_positional=True, prog=f"lsap {argv[0]}")
         except _INPUT_ERRORS as error:
             if debug:
                 raise

@@ -1,0 +1,183 @@
+"""Linear directions in W / W+ (InterFaceGAN style): loading, applying, saving.
+
+A direction ``n`` edits a code as ``ws + strength * n``. Published files are plain
+tensors (``[1, w_dim]``, ``[w_dim]`` or ``[1, num_ws, w_dim]``, sometimes saved on a CUDA
+device) or ``.npy`` boundaries; lsap's own files are dicts that also carry the fingerprint
+of the generator the direction was computed for.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from lsap.editing._shared import atomic_save, check_fingerprint
+from lsap.io import load_weights_file
+
+__all__ = ["DIRECTION_FORMAT", "Direction", "Strength", "as_wplus", "layer_mask", "load_direction",
+           "parse_layers", "save_direction"]
+
+DIRECTION_FORMAT = "lsap.direction"
+Strength = float | Tensor
+
+
+def parse_layers(spec: str | Sequence[int] | None) -> tuple[int, ...] | None:
+    """``"a:b"`` (b exclusive), ``"a"``, ``"a,b,c"`` or a sequence -> W+ indices; None -> all."""
+    if spec is None or isinstance(spec, (tuple, list)):
+        return tuple(int(i) for i in spec) if spec is not None else None
+    text = str(spec).strip()
+    try:
+        if ":" in text:
+            start, end = text.split(":", 1)
+            return tuple(range(int(start), int(end)))
+        return tuple(int(i) for i in text.split(","))
+    except ValueError:
+        raise ValueError(f"layers must look like 'a:b' (end exclusive) or 'a,b,c', got {spec!r}") from None
+
+
+def layer_mask(num_ws: int, layers: Sequence[int] | None, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """``[num_ws, 1]`` mask of the W+ entries an edit touches."""
+    mask = torch.zeros(num_ws, 1, device=device, dtype=dtype)
+    if layers is None:
+        return mask + 1
+    bad = [i for i in layers if not 0 <= i < num_ws]
+    if bad:
+        raise ValueError(f"layer indices {bad} out of range for codes with num_ws={num_ws}")
+    mask[list(layers)] = 1
+    return mask
+
+
+def as_wplus(ws: Tensor, num_ws: int) -> Tensor:
+    """W ``[B, w_dim]`` broadcast to W+ ``[B, num_ws, w_dim]``; W+ returned as it is."""
+    return ws[:, None, :].expand(-1, num_ws, -1) if ws.ndim == 2 else ws
+
+
+def _strength(strength: Strength, ws: Tensor) -> Tensor:
+    s = torch.as_tensor(strength, device=ws.device, dtype=ws.dtype)
+    if s.ndim == 0:
+        return s
+    if s.shape != (ws.shape[0],):
+        raise ValueError(f"strength must be a number or one per code [{ws.shape[0]}], got {tuple(s.shape)}")
+    return s.reshape(-1, *([1] * (ws.ndim - 1)))
+
+
+@dataclass(eq=False)
+class Direction:
+    """A direction ``n`` in W (``[w_dim]``, broadcast over every W+ entry) or W+ (``[num_ws, w_dim]``).
+
+    Attributes:
+        vector: the direction (not renormalised: published files are applied as saved).
+        layers: W+ entries the edit is restricted to (None: all).
+        name: a label for grids and records.
+        generator_hash: fingerprint of the generator it was computed for, if known.
+        meta: provenance (method, accuracy, source file ...).
+    """
+
+    vector: Tensor
+    layers: tuple[int, ...] | None = None
+    name: str = "direction"
+    generator_hash: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.vector.ndim not in (1, 2):
+            raise ValueError(f"a direction is [w_dim] or [num_ws, w_dim], got {tuple(self.vector.shape)}")
+        self.layers = parse_layers(self.layers)
+
+    @property
+    def w_dim(self) -> int:
+        return int(self.vector.shape[-1])
+
+    def apply(self, ws: Tensor, strength: Strength, layers: str | Sequence[int] | None = None) -> Tensor:
+        """``ws + strength * n`` for W ``[B, w_dim]`` or W+ ``[B, num_ws, w_dim]`` codes.
+
+        ``strength`` is a number or one value per code; ``layers`` (default: the
+        direction's own) restricts the edit to those W+ entries, which turns W codes into W+.
+        """
+        layers = parse_layers(layers) if layers is not None else self.layers
+        if ws.ndim not in (2, 3) or ws.shape[-1] != self.w_dim:
+            raise ValueError(f"codes must be W [B, {self.w_dim}] or W+ [B, num_ws, {self.w_dim}], "
+                             f"got {tuple(ws.shape)} for a direction of shape {tuple(self.vector.shape)}")
+        n = self.vector.to(device=ws.device, dtype=ws.dtype)
+        s = _strength(strength, ws)
+        if n.ndim == 2:
+            if ws.ndim == 2:
+                ws = as_wplus(ws, n.shape[0])
+            elif ws.shape[1] != n.shape[0]:
+                raise ValueError(f"direction of shape {tuple(n.shape)} has {n.shape[0]} W+ entries but the codes "
+                                 f"of shape {tuple(ws.shape)} have {ws.shape[1]}")
+        elif layers is not None and ws.ndim == 2:
+            raise ValueError(f"a layer range needs W+ codes [B, num_ws, {self.w_dim}], got W codes {tuple(ws.shape)}")
+        if layers is None:
+            return ws + s * n
+        mask = layer_mask(ws.shape[1], layers, ws.device, ws.dtype)
+        return ws + s * (mask * n)
+
+    def check_generator(self, generator: nn.Module) -> None:
+        check_fingerprint(self.generator_hash, generator, f"direction '{self.name}'")
+
+    def state(self) -> dict[str, Any]:
+        return {"format": DIRECTION_FORMAT, "version": 1, "direction": self.vector.detach().cpu()[None],
+                "layers": list(self.layers) if self.layers is not None else None, "name": self.name,
+                "generator_hash": self.generator_hash, "meta": self.meta}
+
+
+def save_direction(direction: Direction, path: str | os.PathLike[str]) -> Path:
+    """Write lsap's direction file: a dict with ``direction`` ``[1, w_dim]`` (or ``[1, num_ws,
+    w_dim]``) as published files have it, plus layers, name, fingerprint and provenance."""
+    atomic_save(direction.state(), path)
+    return Path(path)
+
+
+def _vector_from_array(array: Tensor, where: str) -> Tensor:
+    """``[1, D]`` / ``[D]`` -> ``[D]``; ``[1, N, D]`` / ``[N, D]`` -> ``[N, D]`` (rows kept)."""
+    if not array.is_floating_point():
+        raise ValueError(f"{where}: a direction must hold floating-point numbers, got {array.dtype}")
+    shape = tuple(array.shape)
+    if array.ndim == 1:
+        return array
+    if array.ndim == 2:
+        return array[0] if shape[0] == 1 else array
+    if array.ndim == 3 and shape[0] == 1:
+        return array[0]
+    raise ValueError(f"{where}: expected a direction of shape [1, w_dim], [w_dim] or [1, num_ws, w_dim], got {shape}")
+
+
+def load_direction(path: str | os.PathLike[str], name: str | None = None,
+                   layers: str | Sequence[int] | None = None) -> Direction:
+    """Read a direction file without executing anything from it.
+
+    Accepts InterFaceGAN-style ``.pt`` tensors (``[1, w_dim]``, ``[w_dim]``, ``[1, num_ws,
+    w_dim]``; any saved device, read to the CPU), ``.npy`` boundaries (no pickles), and
+    lsap's own direction files. ``layers`` restricts the edit to W+ entries (``"a:b"``).
+    """
+    file = Path(path).expanduser()
+    label = name or file.stem
+    if file.suffix == ".npy":
+        if not file.is_file():
+            raise FileNotFoundError(f"direction file not found: '{file}'")
+        try:
+            array = np.load(file, allow_pickle=False)
+        except ValueError as err:
+            raise ValueError(f"refusing '{file}': it is not a plain numeric .npy array ({err})") from None
+        vector = _vector_from_array(torch.from_numpy(np.asarray(array, dtype=np.float32)), f"'{file}'")
+        return Direction(vector.float(), layers=layers, name=label, meta={"source": str(file)})
+    data = load_weights_file(file, "direction file")
+    if isinstance(data, Tensor):
+        return Direction(_vector_from_array(data.detach(), f"'{file}'").float(), layers=layers, name=label,
+                         meta={"source": str(file)})
+    if isinstance(data, Mapping) and data.get("format") == DIRECTION_FORMAT:
+        vector = _vector_from_array(data["direction"], f"'{file}'").float()
+        return Direction(vector, layers=layers if layers is not None else data.get("layers"),
+                         name=name or data.get("name") or label, generator_hash=data.get("generator_hash"),
+                         meta=dict(data.get("meta") or {}, source=str(file)))
+    if isinstance(data, Mapping) and {"comp", "mean", "std"} <= set(data):
+        raise ValueError(f"'{file}' is a GANSpace file: use load_ganspace (or 'FILE#k' for component k)")
+    raise ValueError(f"'{file}' is not a direction: expected a tensor [1, w_dim], [w_dim] or [1, num_ws, w_dim], "
+                     f"got {type(data).__name__}")

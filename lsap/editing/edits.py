@@ -1,0 +1,206 @@
+"""Edits as one interface for grids and the ``lsap edit`` command, and the preset registry.
+
+An :class:`Edit` renders a batch of codes at one strength. Specs name them:
+
+* ``path/to/file.pt`` / ``.npy``: an InterFaceGAN-style direction (:func:`load_direction`);
+* ``path/to/pca.pt#k`` (or ``.npz``): component k of a GANSpace or SeFa file, added as a
+  direction (``#k:start:end`` uses e4e's GANSpace edit on entries start..end-1);
+* ``ganspace:NAME`` / ``ganspace:k:start:end``: e4e's GANSpace edit with a preset or explicit
+  tuple, on the GANSpace file given separately;
+* ``stylespace:NAME`` / ``stylespace:LAYER:CHANNEL``: a StyleSpace single-channel edit;
+* ``NAME``: a built-in direction file ``lsap/assets/directions/NAME.pt`` (or ``.npy``), or a
+  file of that name in the extra search folders (``$LSAP_DIRECTIONS_PATH``, ``os.pathsep``
+  separated).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from lsap.editing.directions import Direction, load_direction, parse_layers
+from lsap.editing.ganspace import GANSPACE_PRESETS, GANSpace, GANSpaceMode, load_ganspace
+from lsap.editing.stylespace import STYLESPACE_PRESETS, StyleEdit, apply_style_edits, style_std
+from lsap.io import load_weights_file
+
+__all__ = ["DirectionEdit", "Edit", "GANSpaceEdit", "StyleSpaceEdit", "available_directions", "builtin_direction_dirs",
+           "resolve_edit"]
+
+ASSET_DIRECTIONS = Path(__file__).resolve().parents[1] / "assets" / "directions"
+DIRECTION_SUFFIXES = (".pt", ".npy")
+
+
+class Edit(Protocol):
+    name: str
+    identity_at_zero: bool  # strength 0 leaves the code unchanged
+
+    def edited(self, generator: nn.Module, ws: Tensor, strength: float) -> Tensor | list[Tensor]:
+        """The edited codes: W+ ``[B, num_ws, w_dim]``, or the full-S styles for StyleSpace edits."""
+        ...
+
+    def render(self, generator: nn.Module, edited: Tensor | list[Tensor], noise: Any = None) -> Tensor: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+def _wplus(generator: nn.Module, ws: Tensor) -> Tensor:
+    return generator.synthesis_network.check_ws(ws)
+
+
+@dataclass
+class DirectionEdit:
+    direction: Direction
+    layers: tuple[int, ...] | None = None
+    name: str = ""
+    identity_at_zero: bool = True
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.direction.name
+
+    def edited(self, generator: nn.Module, ws: Tensor, strength: float) -> Tensor:
+        return _wplus(generator, self.direction.apply(ws, strength, self.layers))
+
+    def render(self, generator: nn.Module, edited: Tensor, noise: Any = None) -> Tensor:
+        return generator.synthesis(edited, noise=noise)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "direction", "name": self.name, "layers": list(self.layers or self.direction.layers or []) or None,
+                "source": self.direction.meta.get("source")}
+
+
+@dataclass
+class GANSpaceEdit:
+    ganspace: GANSpace
+    component: int
+    start: int
+    end: int
+    mode: GANSpaceMode = "target"
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.name = self.name or f"ganspace_{self.component}_{self.start}_{self.end}"
+        self.identity_at_zero = self.mode == "shift"
+
+    def edited(self, generator: nn.Module, ws: Tensor, strength: float) -> Tensor:
+        return self.ganspace.apply(_wplus(generator, ws), self.component, self.start, self.end, strength, self.mode)
+
+    def render(self, generator: nn.Module, edited: Tensor, noise: Any = None) -> Tensor:
+        return generator.synthesis(edited, noise=noise)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "ganspace", "name": self.name, "component": self.component, "start": self.start,
+                "end": self.end, "mode": self.mode, "source": self.ganspace.meta.get("source")}
+
+
+@dataclass
+class StyleSpaceEdit:
+    edit: StyleEdit
+    sigma: list[Tensor]
+    name: str = ""
+    identity_at_zero: bool = True
+
+    def __post_init__(self) -> None:
+        self.name = self.name or f"stylespace_{self.edit.layer}_{self.edit.channel}"
+
+    def edited(self, generator: nn.Module, ws: Tensor, strength: float) -> list[Tensor]:
+        return apply_style_edits(generator.styles(ws), [self.edit], self.sigma, strength)
+
+    def render(self, generator: nn.Module, edited: list[Tensor], noise: Any = None) -> Tensor:
+        return generator.synthesis_from_styles(edited, noise=noise)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "stylespace", "name": self.name, "layer": self.edit.layer, "channel": self.edit.channel,
+                "alpha": self.edit.alpha, "source": self.edit.source or None}
+
+
+def builtin_direction_dirs() -> list[Path]:
+    """Folders searched for named directions: ``$LSAP_DIRECTIONS_PATH`` entries, then lsap's assets."""
+    extra = [Path(p).expanduser() for p in os.environ.get("LSAP_DIRECTIONS_PATH", "").split(os.pathsep) if p]
+    return extra + [ASSET_DIRECTIONS]
+
+
+def available_directions() -> dict[str, Path]:
+    """Name -> file of every named direction (first folder wins)."""
+    found: dict[str, Path] = {}
+    for folder in builtin_direction_dirs():
+        if folder.is_dir():
+            for file in sorted(folder.iterdir()):
+                if file.suffix in DIRECTION_SUFFIXES and file.stem not in found:
+                    found[file.stem] = file
+    return found
+
+
+def _component_file(path: Path, spec: str, generator: nn.Module, mode: GANSpaceMode) -> Any:
+    """``FILE#k`` or ``FILE#k:start:end`` of a GANSpace or SeFa file."""
+    parts = spec.split(":")
+    k = int(parts[0])
+    if path.suffix == ".npz":
+        ganspace = load_ganspace(path)
+    else:
+        data = load_weights_file(path, "direction file")
+        if isinstance(data, dict) and data.get("format") == "lsap.sefa":
+            comp = torch.as_tensor(data["comp"]).float().reshape(len(data["comp"]), -1)
+            direction = Direction(comp[k], layers=data.get("layers"), name=f"{path.stem}_{k}",
+                                  generator_hash=data.get("generator_hash"), meta={"source": str(path)})
+            direction.check_generator(generator)
+            return DirectionEdit(direction)
+        ganspace = load_ganspace(path)
+    ganspace.check_generator(generator)
+    if len(parts) == 3:
+        return GANSpaceEdit(ganspace, k, int(parts[1]), int(parts[2]), mode, name=f"{path.stem}_{spec}")
+    if len(parts) != 1:
+        raise ValueError(f"'{path}#{spec}': expected '#k' or '#k:start:end'")
+    direction = Direction(ganspace.components[k] * ganspace.std[k], name=f"{path.stem}_{k}",
+                          meta={"source": str(path), "unit": "std"})
+    return DirectionEdit(direction)
+
+
+def resolve_edit(spec: str, generator: nn.Module, layers: str | Sequence[int] | None = None,
+                 ganspace: str | None = None, ganspace_mode: GANSpaceMode = "target",
+                 style_std_samples: int = 100_000, seed: int = 0) -> Any:
+    """Turn a direction spec (see the module documentation) into an :class:`Edit` for ``generator``."""
+    chosen = parse_layers(layers)
+    kind, _, rest = spec.partition(":")
+    if kind == "ganspace" and rest:
+        if ganspace is None:
+            raise ValueError(f"'{spec}' needs a GANSpace file (--ganspace, e.g. e4e's ffhq_pca.pt)")
+        pca = load_ganspace(ganspace)
+        pca.check_generator(generator)
+        if rest in GANSPACE_PRESETS:
+            p = GANSPACE_PRESETS[rest]
+            return GANSpaceEdit(pca, p.component, p.start, p.end, ganspace_mode, name=rest)
+        parts = rest.split(":")
+        if len(parts) != 3:
+            raise ValueError(f"unknown GANSpace edit '{spec}': use one of {sorted(GANSPACE_PRESETS)} or "
+                             "'ganspace:k:start:end'")
+        return GANSpaceEdit(pca, int(parts[0]), int(parts[1]), int(parts[2]), ganspace_mode)
+    if kind == "stylespace" and rest:
+        if rest in STYLESPACE_PRESETS:
+            edit, name = STYLESPACE_PRESETS[rest], rest
+        else:
+            parts = rest.split(":")
+            if len(parts) != 2:
+                raise ValueError(f"unknown StyleSpace edit '{spec}': use one of {sorted(STYLESPACE_PRESETS)} or "
+                                 "'stylespace:layer:channel'")
+            edit, name = StyleEdit(int(parts[0]), int(parts[1])), ""
+        return StyleSpaceEdit(edit, style_std(generator, style_std_samples, seed), name=name)
+    file_part, _, component = spec.partition("#")
+    path = Path(file_part).expanduser()
+    if path.is_file():
+        if component:
+            return _component_file(path, component, generator, ganspace_mode)
+        direction = load_direction(path)
+    elif spec in (named := available_directions()):
+        direction = load_direction(named[spec], name=spec)
+    else:
+        raise FileNotFoundError(
+            f"direction '{spec}' is neither a file nor a known name; named directions: {sorted(named) or 'none'} "
+            f"(searched {[str(d) for d in builtin_direction_dirs()]}); presets: "
+            f"{['ganspace:' + n for n in GANSPACE_PRESETS] + ['stylespace:' + n for n in STYLESPACE_PRESETS]}")
+    direction.check_generator(generator)
+    return DirectionEdit(direction, layers=chosen)
