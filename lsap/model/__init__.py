@@ -8,12 +8,14 @@ from lsap.model.checkpoints import (
     read_checkpoint,
     save_generator,
 )
+from lsap.model.discriminator import Discriminator
 from lsap.model.generator import Generator, StyleLayer, channels_for
 from lsap.model.safe_pickle import UnsafeCheckpointError
 from lsap.model.source import GeneratorSource
 
 __all__ = [
     "CheckpointError",
+    "Discriminator",
     "Generator",
     "GeneratorSource",
     "StyleLayer",
