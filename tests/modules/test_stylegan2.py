@@ -262,3 +262,19 @@ def test_two_process_ddp_fit_from_the_cli(tmp_path: Path) -> None:
     ckpt = torch.load(next(root.rglob("last.ckpt")), map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 2
     assert int(ckpt["state_dict"]["images_seen"]) == 2 * 4 * 2, "images counted over both processes"
+
+
+def test_trains_on_an_image_folder(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from lsap.data import ImageDataModule
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 256, (RES, RES, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    data = ImageDataModule(train_dir=str(folder), resolution=RES, batch_size=4, num_workers=0, verify="none")
+    module = make_module()
+    trainer(tmp_path, 2).fit(module, datamodule=data)
+    assert int(module.images_seen) == 8
