@@ -194,7 +194,10 @@ class StyleGAN2(LightningModule):
         """W+ codes for ``n`` samples; with probability ``style_mixing_prob`` the entries
         from a random cutoff on come from a second code."""
         g = self.generator
-        w = g.mapping(self._latents(2 * n))  # one mapping call: w_avg sees both codes
+        # One mapping call, so w_avg sees both codes; in fp32, as w_avg's running mean is
+        # kept in fp32 (and the mapping MLP is cheap).
+        with torch.autocast(self.device.type, enabled=False):
+            w = g.mapping(self._latents(2 * n))
         ws = w[:n, None].repeat(1, g.num_ws, 1)
         if self.style_mixing_prob > 0 and g.num_ws > 1:
             draw = torch.rand((), generator=self._rng, device=self.device)

@@ -278,3 +278,13 @@ def test_trains_on_an_image_folder(tmp_path: Path) -> None:
     module = make_module()
     trainer(tmp_path, 2).fit(module, datamodule=data)
     assert int(module.images_seen) == 8
+
+
+def test_bf16_mixed_step_is_finite(tmp_path: Path) -> None:
+    module = make_module(regularization=RegularizationConfig(r1_gamma=1.0, r1_interval=1))
+    t = Trainer(accelerator="cpu", devices=1, max_steps=1, precision="bf16-mixed", logger=False,
+                enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    t.fit(module, loader())
+    for key in ("loss/G", "loss/D", "loss/r1"):
+        assert torch.isfinite(t.callback_metrics[key]), key
+    assert all(p.dtype == torch.float32 for p in module.generator.parameters()), "weights stay fp32"
