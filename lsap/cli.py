@@ -48,7 +48,8 @@ def _align(input_dir: str, output_dir: str, output_size: int = 1024, min_face_si
 
 
 def _convert(source: str, destination: str) -> None:
-    """Convert a generator checkpoint (rosinality .pt, NVlabs .pkl, e4e/pSp/LSAP decoder, lsap file)
+    """Convert a generator checkpoint (rosinality .pt, NVlabs .pkl, e4e/pSp/LSAP decoder, the G_ema of a
+    `lsap fit` StyleGAN2 checkpoint, lsap file)
     to lsap's own format (.safetensors or weights-only .pt), including w_avg.
 
     Args:

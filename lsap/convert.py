@@ -9,7 +9,8 @@ from lsap.model.checkpoints import load_generator, save_generator
 
 def convert(source: str, destination: str) -> Path:
     """Write the generator in ``source`` (rosinality ``.pt``, NVlabs ``.pkl``, an e4e / pSp /
-    LSAP encoder checkpoint's decoder, or an lsap file) to ``destination`` in lsap's format.
+    LSAP encoder checkpoint's decoder, the G_ema of a ``lsap fit`` StyleGAN2
+    checkpoint, or an lsap file) to ``destination`` in lsap's format.
 
     Args:
         source: checkpoint to read; nothing in it is executed.

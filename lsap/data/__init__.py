@@ -1,6 +1,7 @@
 """Data: image folders per domain preset, and samples drawn from a generator."""
 
 from lsap.data.datamodule import ImageDataModule, SyntheticDataModule, SyntheticDataset
+from lsap.data.fashion_mnist import FashionMNISTDataModule, FashionMNISTDataset
 from lsap.data.images import (
     IMAGE_EXTENSIONS,
     ContentBox,
@@ -19,6 +20,8 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "ContentBox",
     "DomainPreset",
+    "FashionMNISTDataModule",
+    "FashionMNISTDataset",
     "ImageDataModule",
     "ImageFolderDataset",
     "PresetName",

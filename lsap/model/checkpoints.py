@@ -29,6 +29,11 @@ from lsap.model.safe_pickle import PersistentObject, UnsafeCheckpointError, safe
 
 FORMAT_NAME = "lsap.generator"
 FORMAT_VERSION = 1
+#: A Lightning checkpoint of ``lsap.modules.StyleGAN2`` stores G_ema's architecture under
+#: this key and its weights under ``state_dict["generator_ema.*"]``.
+TRAINING_CONFIG_KEY = "lsap_generator_config"
+#: Generators shipped with lsap, loadable by name: ``load_generator("fashion32")``.
+BUILTIN_GENERATORS = {"fashion32": "fashion32.safetensors"}
 
 
 # ----------------------------------------------------------------------------------------
@@ -92,13 +97,27 @@ def _read_safetensors(path: Path, what: str) -> dict:
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Generator:
-    """Load a StyleGAN2 generator from any supported file; returns it in eval mode."""
+    """Load a StyleGAN2 generator from any supported file, or a built-in one by name
+    (``BUILTIN_GENERATORS``); returns it in eval mode."""
+    path = builtin_generator_path(path)
     data = read_checkpoint(path, "StyleGAN2 generator checkpoint")
     try:
         generator = generator_from_checkpoint(data)
     except CheckpointError as e:
         raise CheckpointError(f"'{path}': {e}") from None
     return generator.eval().requires_grad_(False).to(device)
+
+
+def builtin_generator_path(name: str | Path) -> str | Path:
+    """The packaged file of a built-in generator name; any other value is returned as is
+    (an existing file of that name wins)."""
+    if isinstance(name, str) and name in BUILTIN_GENERATORS and not Path(name).exists():
+        asset = Path(__file__).resolve().parent.parent / "assets" / BUILTIN_GENERATORS[name]
+        if not asset.is_file():
+            raise FileNotFoundError(f"built-in generator '{name}' is not installed: '{asset}' is missing. It ships "
+                                    "with lsap's package data; reinstall lsap or pass a checkpoint path instead.")
+        return asset
+    return name
 
 
 def generator_from_checkpoint(data: Any) -> Generator:
@@ -114,6 +133,10 @@ def generator_from_checkpoint(data: Any) -> Generator:
         return _from_nvlabs_object(data["G_ema"])
     if isinstance(data, PersistentObject):
         return _from_nvlabs_object(data)
+    if isinstance(data, Mapping) and isinstance(data.get(TRAINING_CONFIG_KEY), Mapping):  # lsap fit StyleGAN2
+        prefix = "generator_ema."
+        ema = {k[len(prefix):]: v for k, v in (data.get("state_dict") or {}).items() if k.startswith(prefix)}
+        return _from_lsap(data[TRAINING_CONFIG_KEY], ema)
     if isinstance(data, Mapping):
         if "g_ema" in data:
             return generator_from_state_dict(data["g_ema"], latent_avg=data.get("latent_avg"))

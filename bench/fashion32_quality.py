@@ -1,0 +1,114 @@
+"""Quality of a Fashion-MNIST generator, judged by lsap's Fashion-MNIST classifier.
+
+    PYTHONPATH=. python bench/fashion32_quality.py GENERATOR [--num-samples 10000]
+
+GENERATOR is anything ``lsap.model.load_generator`` reads (a file, a ``lsap fit``
+StyleGAN2 checkpoint, or the built-in name ``fashion32``). On ``num_samples`` seeded
+samples it reports:
+
+* ``confident``: the fraction classified with softmax confidence >= ``threshold`` (target >= 0.7);
+* ``class_share``: the share of samples per predicted class (target: every class >= 3 %);
+* ``fid``: Frechet distance of the classifier's penultimate features, samples vs the real
+  test split, and ``fid_real_train_vs_test`` (the same number for real training images,
+  the best a generator can hope for).
+
+Prints one JSON line, then a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from lsap.data.fashion_mnist import CLASS_NAMES, DEFAULT_ROOT, FashionMNISTDataset
+from lsap.model import load_generator
+from lsap.nets.fashion_classifier import FashionClassifier, load_fashion_classifier
+
+
+def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """FID between the Gaussians fitted to feature sets ``a`` and ``b`` ([N, D]), in float64."""
+    a, b = a.double(), b.double()
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
+    # tr sqrt(Ca Cb) = sum of sqrt eigenvalues of the symmetric sqrt(Ca) Cb sqrt(Ca).
+    vals, vecs = torch.linalg.eigh(cov_a)
+    sqrt_a = vecs @ torch.diag(vals.clamp_min(0).sqrt()) @ vecs.T
+    cross = torch.linalg.eigvalsh(sqrt_a @ cov_b @ sqrt_a).clamp_min(0).sqrt().sum()
+    return float((mu_a - mu_b).square().sum() + cov_a.trace() + cov_b.trace() - 2 * cross)
+
+
+@torch.no_grad()
+def classify(classifier: FashionClassifier, images: torch.Tensor, batch: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax probabilities and penultimate features of [-1, 1] images."""
+    probs, feats = [], []
+    for i in range(0, len(images), batch):
+        logits, f = classifier.forward_features(images[i:i + batch])
+        probs.append(logits.softmax(1))
+        feats.append(f)
+    return torch.cat(probs), torch.cat(feats)
+
+
+@torch.no_grad()
+def sample(generator, num_samples: int, seed: int, truncation_psi: float, batch: int = 250) -> torch.Tensor:
+    rng = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(0, num_samples, batch):
+        z = torch.randn(min(batch, num_samples - i), generator.z_dim, generator=rng)
+        out.append(generator(z, truncation_psi=truncation_psi, noise_mode="const").clamp(-1, 1))
+    return torch.cat(out)
+
+
+def evaluate(generator, classifier: FashionClassifier, root: str, num_samples: int, seed: int = 0,
+             truncation_psi: float = 1.0, threshold: float = 0.8) -> dict:
+    probs, feats = classify(classifier, sample(generator, num_samples, seed, truncation_psi))
+    conf, pred = probs.max(1)
+    share = torch.bincount(pred, minlength=len(CLASS_NAMES)).double() / len(pred)
+    test = FashionMNISTDataset(root, "test")
+    train = FashionMNISTDataset(root, "train")
+    _, test_feats = classify(classifier, test.image(slice(None)))
+    pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:len(test)]
+    _, train_feats = classify(classifier, train.image(pick))
+    return {
+        "num_samples": num_samples, "truncation_psi": truncation_psi, "threshold": threshold,
+        "confident": round(float((conf >= threshold).double().mean()), 4),
+        "class_share": {name: round(float(s), 4) for name, s in zip(CLASS_NAMES, share)},
+        "min_class_share": round(float(share.min()), 4),
+        "fid": round(frechet_distance(feats, test_feats), 4),
+        "fid_real_train_vs_test": round(frechet_distance(train_feats, test_feats), 4),
+        "pass": bool((conf >= threshold).double().mean() >= 0.7 and share.min() >= 0.03),
+    }
+
+
+def markdown(result: dict) -> str:
+    lines = ["| metric | value | target |", "|---|---|---|",
+             f"| confident (p >= {result['threshold']}) | {result['confident']:.1%} | >= 70 % |",
+             f"| smallest class share | {result['min_class_share']:.1%} | >= 3 % |",
+             f"| feature FID (samples vs test) | {result['fid']:.3f} | reference: "
+             f"{result['fid_real_train_vs_test']:.3f} (train vs test) |"]
+    lines += [f"| share: {name} | {value:.1%} | >= 3 % |" for name, value in result["class_share"].items()]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("generator")
+    ap.add_argument("--num-samples", type=int, default=10_000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--truncation-psi", type=float, default=1.0)
+    ap.add_argument("--threshold", type=float, default=0.8)
+    ap.add_argument("--root", default=DEFAULT_ROOT)
+    ap.add_argument("--classifier", default=None, help="weights file (default: the one shipped with lsap)")
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = evaluate(load_generator(args.generator), load_fashion_classifier(args.classifier), args.root,
+                      args.num_samples, args.seed, args.truncation_psi, args.threshold)
+    print(json.dumps({"generator": args.generator, **result}))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
