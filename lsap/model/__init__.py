@@ -8,12 +8,9 @@ from lsap.model.checkpoints import (
     read_checkpoint,
     save_generator,
 )
-<<<<<<< HEAD
 from lsap.model.delta import apply_delta, load_delta, save_delta
 from lsap.model.fingerprint import generator_fingerprint
-=======
 from lsap.model.discriminator import Discriminator
->>>>>>> train
 from lsap.model.generator import Generator, StyleLayer, channels_for
 from lsap.model.safe_pickle import UnsafeCheckpointError
 from lsap.model.source import GeneratorSource

@@ -3,15 +3,7 @@ refinement and StyleGAN2 training."""
 
 from lsap.modules.lsap_e import LSAP_E
 from lsap.modules.lsap_o import LSAP_O, InversionResult
-<<<<<<< HEAD
 from lsap.modules.pti import PTI
-
-__all__ = ["LSAP_E", "LSAP_O", "PTI", "InversionResult"]
-=======
-from lsap.modules.pti import PTI, apply_pti_delta, load_pti_delta, make_pti_delta
 from lsap.modules.stylegan2 import StyleGAN2
 
-__all__ = [
-    "LSAP_E", "LSAP_O", "PTI", "InversionResult", "StyleGAN2", "apply_pti_delta", "load_pti_delta", "make_pti_delta",
-]
->>>>>>> train
+__all__ = ["LSAP_E", "LSAP_O", "PTI", "InversionResult", "StyleGAN2"]
