@@ -6,29 +6,12 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Optional
 
+from lsap.argv import fold_list_options
+
 if TYPE_CHECKING:  # the commands import torch and lsap lazily so that `lsap --help` stays fast
     import torch
 
 __all__ = ["directions_interfacegan", "directions_ganspace", "directions_sefa", "edit", "load_generator_spec"]
-
-
-def space_separated_lists(argv: list[str], options: dict[str, type]) -> list[str]:
-    """Let list options take space-separated values (``--strengths -3 0 3``), as the commands
-    document, by folding them into the JSON form jsonargparse reads (``--strengths=[-3, 0, 3]``)."""
-    out: list[str] = []
-    i = 0
-    while i < len(argv):
-        name = argv[i][2:] if argv[i].startswith("--") else None
-        if name in options:
-            values = []
-            while i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-                values.append(options[name](argv[i + 1]))
-                i += 1
-            out.append(f"--{name}={json.dumps(values)}" if values else argv[i])
-        else:
-            out.append(argv[i])
-        i += 1
-    return out
 
 
 def load_generator_spec(spec: str | None, results_dir: str | None = None) -> torch.nn.Module:
@@ -203,9 +186,9 @@ def directions_interfacegan(generator: str, output: str, labels: Optional[str] =
           f"(train {boundary.train_accuracy:.3f} on {boundary.num_train})")
 
 
-edit.prepare_argv = lambda argv: space_separated_lists(  # type: ignore[attr-defined]
+edit.prepare_argv = lambda argv: fold_list_options(  # type: ignore[attr-defined]
     argv, {"direction": str, "strengths": float})
-directions_interfacegan.prepare_argv = lambda argv: space_separated_lists(  # type: ignore[attr-defined]
+directions_interfacegan.prepare_argv = lambda argv: fold_list_options(  # type: ignore[attr-defined]
     argv, {"condition": str})
 
 DIRECTIONS_COMMANDS = {"ganspace": directions_ganspace, "sefa": directions_sefa,

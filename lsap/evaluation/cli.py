@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Literal
 
+from lsap.argv import fold_positionals
+
 
 def evaluate_command(results_dir: str, *, real: str, output: str | None = None, inception: str | None = None,
                      lpips: str | None = None, identity: str | None = None,
@@ -81,8 +83,11 @@ def compare_command(runs: list[str]) -> None:
     """Print a markdown table of several metrics.json side by side.
 
     Args:
-        runs: metrics.json files or the folders holding them, as a list: ``lsap compare '[A, B]'``.
+        runs: metrics.json files or the folders holding them: ``lsap compare RUN_A RUN_B ...``.
     """
     from lsap.evaluation.report import compare_table
 
     print(compare_table(runs))
+
+
+compare_command.prepare_argv = fold_positionals  # type: ignore[attr-defined]

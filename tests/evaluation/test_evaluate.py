@@ -111,7 +111,7 @@ def test_fid_command_prints_the_value_evaluate_reports(folders, capsys) -> None:
           "--output", str(tmp_path / "gi")])
     printed = capsys.readouterr().out
     assert "ganinverter" in printed and "| fid ↓ |" in printed
-    main(["compare", f"[{tmp_path / 'out'}, {tmp_path / 'gi'}]"])
+    main(["compare", str(tmp_path / "out"), str(tmp_path / "gi")])
     table = capsys.readouterr().out
     assert "| fid |" in table and "| convention | default | ganinverter |" in table
 

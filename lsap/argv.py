@@ -1,0 +1,42 @@
+"""Command-line argument folding shared by the plain (non-Lightning) subcommands.
+
+jsonargparse reads a list option as one JSON value (``--strengths=[-3, 0, 3]``); people type
+lists the shell way (``--strengths -3 0 3``, ``lsap compare A B``). These helpers turn the
+second form into the first before parsing.
+"""
+
+from __future__ import annotations
+
+import json
+
+__all__ = ["fold_list_options", "fold_positionals"]
+
+
+def fold_list_options(argv: list[str], options: dict[str, type]) -> list[str]:
+    """Fold the space-separated values after each ``--name`` in ``options`` into one JSON list,
+    converting each value with the option's type."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        name = argv[i][2:] if argv[i].startswith("--") else None
+        if name in options:
+            values = []
+            while i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                values.append(options[name](argv[i + 1]))
+                i += 1
+            out.append(f"--{name}={json.dumps(values)}" if values else argv[i])
+        else:
+            out.append(argv[i])
+        i += 1
+    return out
+
+
+def fold_positionals(argv: list[str]) -> list[str]:
+    """Gather every positional argument (those before the first option) into one JSON list,
+    for commands whose single positional parameter is a list. A value already written as a
+    JSON list is left alone."""
+    split = next((i for i, a in enumerate(argv) if a.startswith("-")), len(argv))
+    positionals, rest = argv[:split], argv[split:]
+    if len(positionals) == 1 and positionals[0].lstrip().startswith("["):
+        return argv
+    return ([json.dumps(positionals)] if positionals else []) + rest
