@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-__all__ = ["fold_list_options", "fold_positionals"]
+__all__ = ["fold_list_options", "fold_positionals", "underscore_options"]
 
 
 def fold_list_options(argv: list[str], options: dict[str, type]) -> list[str]:
@@ -40,3 +40,15 @@ def fold_positionals(argv: list[str]) -> list[str]:
     if len(positionals) == 1 and positionals[0].lstrip().startswith("["):
         return argv
     return ([json.dumps(positionals)] if positionals else []) + rest
+
+
+def underscore_options(argv: list[str]) -> list[str]:
+    """Accept ``--batch-size`` for ``--batch_size``: option names are Python parameter names,
+    but dashes are what people type. Values (after ``=`` or in their own argument) are kept."""
+    out = []
+    for arg in argv:
+        if arg.startswith("--") and len(arg) > 2:
+            name, eq, value = arg[2:].partition("=")
+            arg = "--" + name.replace("-", "_") + eq + value
+        out.append(arg)
+    return out

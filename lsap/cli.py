@@ -17,6 +17,7 @@ import pickle
 import sys
 from typing import Callable, NoReturn
 
+from lsap.argv import underscore_options
 from lsap.editing.cli import DIRECTIONS_COMMANDS, edit
 from lsap.evaluation import cli as evaluation_cli
 
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     if argv and argv[0] in EXTRA_COMMANDS:
         from jsonargparse import CLI
 
-        command, args = EXTRA_COMMANDS[argv[0]], argv[1:]
+        command, args = EXTRA_COMMANDS[argv[0]], underscore_options(argv[1:])
         if isinstance(command, dict) and args and args[0] in command:  # subcommands own their argv too
             args = args[:1] + getattr(command[args[0]], "prepare_argv", list)(args[1:])
         args = getattr(command, "prepare_argv", list)(args)  # commands may fold space-separated lists

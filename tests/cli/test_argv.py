@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from lsap.argv import fold_list_options, fold_positionals
+from lsap.argv import fold_list_options, fold_positionals, underscore_options
 
 
 def test_list_options_take_space_separated_values() -> None:
@@ -22,3 +22,8 @@ def test_positionals_become_one_list_and_options_stay() -> None:
     assert json.loads(folded[0]) == ["run a", "run_b"] and folded[1:] == ["--device", "cpu"]
     assert fold_positionals(["[x, y]"]) == ["[x, y]"]
     assert fold_positionals(["--help"]) == ["--help"]
+
+
+def test_dashed_option_names_are_accepted_and_values_kept() -> None:
+    argv = ["real-dir", "--batch-size", "8", "--real-stats=a-b.npz", "-3", "--x"]
+    assert underscore_options(argv) == ["real-dir", "--batch_size", "8", "--real_stats=a-b.npz", "-3", "--x"]
