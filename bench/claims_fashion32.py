@@ -14,7 +14,7 @@ reads as the target class, plus ``lsap.metrics.EditSuccess``'s target / other-cl
 changes), LEC for the encoders (``lsap.metrics.lec``) and seconds per image, plus the
 Spearman correlation between per-image NSCD and per-image edit success pooled over methods.
 
-    python bench/claims_fashion32.py [--generator fashion32] [--output outputs/claims_fashion32]
+    python bench/claims_fashion32.py [--generator fashion32] [--output outputs/claims_fashion32]  # ~12-15 min, 2 cores
                                      [--num-images 256] [--pti-images 64]
 
 Writes ``claims.json`` and ``claims.md`` (the table) to ``--output``; every run's inversion
@@ -238,7 +238,7 @@ def main() -> None:
                         help="smoke runs: use seeded untrained encoders where the files are missing")
     parser.add_argument("--directions", default=str(ASSETS / "directions"))
     parser.add_argument("--lambdas", type=float, nargs="+", default=[0.0, 0.05, 0.5])
-    parser.add_argument("--lsap-o-steps", type=int, default=100)
+    parser.add_argument("--lsap-o-steps", type=int, default=80)
     parser.add_argument("--pti-steps", type=int, default=30)
     parser.add_argument("--edit-sigmas", type=float, default=3.0,
                         help="edit strength in standard deviations of sampled w along the direction")
