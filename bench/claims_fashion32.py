@@ -41,7 +41,7 @@ from lsap.data import SHIPPED_SAMPLES_DIR, FashionSamplesDataModule, FashionSamp
 from lsap.editing import load_direction
 from lsap.editing._shared import apply_delta, result_files
 from lsap.editing.cli import load_generator_spec
-from lsap.encoders import Encoder4Editing, load_encoder_checkpoint
+from lsap.encoders import Encoder4Editing
 from lsap.encoders.checkpoints import save_e4e_checkpoint
 from lsap.evaluation import evaluate
 from lsap.metrics.edit_success import EditSuccess, edit_score_changes
