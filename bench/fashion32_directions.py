@@ -90,7 +90,8 @@ def main() -> None:
     parser.add_argument("--min-per-class", type=int, default=20)
     parser.add_argument("--ganspace-samples", type=int, default=100_000)
     parser.add_argument("--ganspace-components", type=int, default=64)
-    parser.add_argument("--check-strength", type=float, default=3.0)
+    parser.add_argument("--check-sigmas", type=float, default=3.0,
+                        help="check strength, in standard deviations of the sampled w along the direction")
     parser.add_argument("--check-samples", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=256)
@@ -120,18 +121,19 @@ def main() -> None:
         save_direction(forward, output / f"{name}.pt")
         save_direction(backward, output / f"{reverse}.pt")
         sources = torch.nonzero(logits.argmax(1) == a).squeeze(1)[:args.check_samples]
+        strength = args.check_sigmas * float((codes @ forward.vector).std())
         effect = None
         if sources.numel():
-            effect = edit_effect(generator, classifier, codes[sources], forward, b, args.check_strength,
-                                 args.batch_size)
+            effect = edit_effect(generator, classifier, codes[sources], forward, b, strength, args.batch_size)
         accuracy = "n/a" if boundary.accuracy is None else f"{boundary.accuracy:.3f}"
         moved = "no samples of class a" if effect is None else \
-            f"p(class {b}) on {sources.numel()} class-{a} samples {effect[0]:.3f} -> {effect[1]:.3f} at +{args.check_strength}"
+            f"p(class {b}) on {sources.numel()} class-{a} samples {effect[0]:.3f} -> {effect[1]:.3f} at +{strength:.3g} " \
+            f"({args.check_sigmas:g} std of w along it)"
         print(f"{name}: {info['labels']} labels ({info['count_a']} vs {info['count_b']} confident), held-out "
               f"accuracy {accuracy} (n={boundary.num_test}); {moved}")
         summary["directions"][name] = {**meta, "accuracy": boundary.accuracy, "num_test": boundary.num_test,
                                        "train_accuracy": boundary.train_accuracy,
-                                       "check": None if effect is None else {"strength": args.check_strength,
+                                       "check": None if effect is None else {"strength": strength,
                                                                              "before": effect[0], "after": effect[1]}}
     pca = compute_ganspace(generator, num_samples=args.ganspace_samples,
                            num_components=min(args.ganspace_components, int(generator.w_dim)), seed=args.seed)
