@@ -94,9 +94,15 @@ def test_shipped_direction_moves_the_classifier_towards_its_target(name, source,
 
 
 def test_demo_config_trains_a_few_steps_on_generator_samples_and_validates_on_real_images(tmp_path):
+    from lsap.editing import Direction, save_direction
+
     generator = json.dumps(TINY_GENERATOR)
     root = tmp_path / "run"
+    direction = tmp_path / "sneaker_to_boot.pt"
+    save_direction(Direction(torch.randn(256, generator=torch.Generator().manual_seed(0)), name="test"), direction)
     run(["-m", "lsap", "fit", "--config", str(REPO / "configs" / "demo.yaml"),
+         "--trainer.callbacks+=lsap.callbacks.EditGridCallback", f"--trainer.callbacks.directions=[{direction}]",
+         "--trainer.callbacks.save_dir", str(tmp_path / "edits"),
          "--model.init_args.generator", generator, "--data.init_args.train_generator", generator,
          "--data.init_args.num_train", "16", "--data.init_args.limit", "8", "--model.init_args.anchor_samples", "300",
          "--trainer.max_steps", "3", "--trainer.val_check_interval", "3", "--trainer.enable_progress_bar", "false",
@@ -105,6 +111,7 @@ def test_demo_config_trains_a_few_steps_on_generator_samples_and_validates_on_re
     ckpt = torch.load(last, map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 3
     assert "val/mse" in str(ckpt["callbacks"]), "validation ran on the shipped images"
+    assert len(list((tmp_path / "edits").glob("*.png"))) == 4, "an edit direction can be configured"
 
 
 def test_claims_script_runs_end_to_end_on_a_tiny_subset(tmp_path):
