@@ -2,6 +2,7 @@
 
 from lsap.data.datamodule import ImageDataModule, SyntheticDataModule, SyntheticDataset
 from lsap.data.fashion_mnist import FashionMNISTDataModule, FashionMNISTDataset
+from lsap.data.fashion_samples import SHIPPED_SAMPLES_DIR, FashionSamplesDataModule, FashionSamplesDataset
 from lsap.data.images import (
     IMAGE_EXTENSIONS,
     ContentBox,
@@ -22,9 +23,12 @@ __all__ = [
     "DomainPreset",
     "FashionMNISTDataModule",
     "FashionMNISTDataset",
+    "FashionSamplesDataModule",
+    "FashionSamplesDataset",
     "ImageDataModule",
     "ImageFolderDataset",
     "PresetName",
+    "SHIPPED_SAMPLES_DIR",
     "SkippedImagesWarning",
     "SyntheticDataModule",
     "SyntheticDataset",

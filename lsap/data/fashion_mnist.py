@@ -67,6 +67,25 @@ def check_root(root: str | Path) -> Path:
     return root
 
 
+def pad_to_canvas(images: np.ndarray, resolution: int = 32) -> torch.Tensor:
+    """uint8 ``[..., 28, 28]`` -> uint8 ``[..., R, R]``, centred on the background value 0."""
+    if resolution < 28:
+        raise ValueError(f"resolution must be >= 28 (images are 28 px), got {resolution}")
+    if images.shape[-2:] != (28, 28):
+        raise ValueError(f"expected 28x28 Fashion-MNIST images, got {tuple(images.shape[-2:])}")
+    before = (resolution - 28) // 2
+    canvas = np.zeros((*images.shape[:-2], resolution, resolution), dtype=np.uint8)
+    canvas[..., before:before + 28, before:before + 28] = images
+    return torch.from_numpy(canvas)
+
+
+def to_model_range(images: torch.Tensor, channels: int = 3) -> torch.Tensor:
+    """uint8 grey ``[..., R, R]`` -> float ``[..., channels, R, R]`` in [-1, 1]."""
+    x = images.float() / 127.5 - 1
+    x = x.unsqueeze(-3)
+    return x.expand(*x.shape[:-3], channels, -1, -1).contiguous()
+
+
 class FashionMNISTDataset(Dataset):
     """One split of Fashion-MNIST. Item ``i`` is ``(image [3, 32, 32] in [-1, 1], label)``.
 
@@ -96,10 +115,7 @@ class FashionMNISTDataset(Dataset):
             raise ValueError(f"{split} split has {images.shape[0]} images but {labels.shape[0]} labels")
         if labels.size and labels.max() >= len(CLASS_NAMES):
             raise ValueError(f"{split} labels go up to {labels.max()}, Fashion-MNIST has {len(CLASS_NAMES)} classes")
-        before = (resolution - 28) // 2
-        canvas = np.zeros((images.shape[0], resolution, resolution), dtype=np.uint8)  # background is 0
-        canvas[:, before:before + 28, before:before + 28] = images
-        self.images = torch.from_numpy(canvas)
+        self.images = pad_to_canvas(images, resolution)
         self.labels = torch.from_numpy(labels.astype(np.int64))
         self.split, self.resolution, self.channels = split, resolution, channels
 
@@ -107,9 +123,7 @@ class FashionMNISTDataset(Dataset):
         return self.images.shape[0]
 
     def image(self, index: int | slice | torch.Tensor) -> torch.Tensor:
-        x = self.images[index].float() / 127.5 - 1
-        x = x.unsqueeze(-3)
-        return x.expand(*x.shape[:-3], self.channels, -1, -1).contiguous()
+        return to_model_range(self.images[index], self.channels)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self.image(index), int(self.labels[index])

@@ -17,7 +17,8 @@ def evaluate_command(results_dir: str, *, real: str, output: str | None = None, 
                      convention: Literal["default", "ganinverter"] = "default",
                      device: str = "cpu", batch_size: int = 8, real_stats: str | None = None,
                      tensorboard: str | None = None, wandb_project: str | None = None,
-                     wandb_mode: str | None = None, pca_samples: int = 1000) -> None:
+                     wandb_mode: str | None = None, pca_samples: int = 1000,
+                     real_fit: Literal["resize", "pad"] = "resize") -> None:
     """Evaluate an inversion output folder: fidelity (MSE, PSNR, SSIM, MS-SSIM, LPIPS, ID), FID,
     NSCD and LEC, each when its weights are given; writes metrics.json, metrics.md and
     per_image.jsonl and says which metrics it skipped and why.
@@ -46,6 +47,9 @@ def evaluate_command(results_dir: str, *, real: str, output: str | None = None, 
         wandb_project: a wandb project to log to (a Table of per-image values, an NSCD bar chart, the figure).
         wandb_mode: wandb's mode ("online", "offline", "disabled"; default: wandb's own setting).
         pca_samples: synthetic samples in the S^N PCA figure (pca_sn.png; needs --generator; 0: none).
+        real_fit: inputs of another size than the reconstructions are resized to them ("resize"), or
+            centred on a black canvas ("pad": Fashion-MNIST's 28 px files against a 32 px generator).
+            FID reads the files as they are.
     """
     from lsap.evaluation.pipeline import evaluate
     from lsap.evaluation.report import markdown_report
@@ -55,7 +59,8 @@ def evaluate_command(results_dir: str, *, real: str, output: str | None = None, 
                       generator=generator, nscd_samples=nscd_samples,
                       encoder=encoder, direction=direction, strength=strength, convention=convention,
                       device=device, batch_size=batch_size, real_stats=real_stats, tensorboard=tensorboard,
-                      wandb_project=wandb_project, wandb_mode=wandb_mode, pca_samples=pca_samples)
+                      wandb_project=wandb_project, wandb_mode=wandb_mode, pca_samples=pca_samples,
+                      real_fit=real_fit)
     print(markdown_report(report), end="")
 
 

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from lsap.data.images import load_rgb, scan_image_files
@@ -71,6 +73,30 @@ def read_image(path: str | Path) -> Tensor:
     """An image file as float ``[3, H, W]`` in [-1, 1]."""
     array = np.asarray(load_rgb(path), dtype=np.float32)
     return torch.from_numpy(array).permute(2, 0, 1) / 127.5 - 1
+
+
+RealFit = Literal["resize", "pad"]
+"""How an input of another size than its reconstruction is brought to it: ``resize``
+(bilinear, see ``lsap.metrics.fidelity.prepare_pair``) or ``pad`` (centred on a black canvas,
+for data stored without the generator's padding, such as Fashion-MNIST's 28 px images
+under a 32 px generator)."""
+
+
+def read_real_image(path: str | Path, size: int, fit: RealFit = "resize") -> Tensor:
+    """An input image as float ``[3, H, W]`` in [-1, 1]; with ``fit="pad"`` one smaller than
+    ``size`` is centred on a ``size`` x ``size`` canvas of -1 (the extra pixel of an odd
+    margin goes after), as ``lsap.data.FashionMNISTDataModule`` pads."""
+    if fit not in ("resize", "pad"):
+        raise ValueError(f"real_fit must be 'resize' or 'pad', got {fit!r}")
+    image = read_image(path)
+    height, width = image.shape[-2:]
+    if fit == "resize" or (height, width) == (size, size):
+        return image
+    if height > size or width > size:
+        raise ValueError(f"'{path}' is {width}x{height}, larger than the {size} px reconstructions: "
+                         "it cannot be padded to them (use real_fit 'resize')")
+    top, left = (size - height) // 2, (size - width) // 2
+    return F.pad(image, (left, size - width - left, top, size - height - top), value=-1.0)
 
 
 def read_image_uint8(path: str | Path, size: int | None = None) -> Tensor:

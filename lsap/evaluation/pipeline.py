@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from lsap.evaluation.inputs import pair_with_inputs, read_image, read_reconstructions
+from lsap.evaluation.inputs import RealFit, pair_with_inputs, read_image, read_real_image, read_reconstructions
 from lsap.evaluation.report import write_reports
 from lsap.metrics.fid import file_sha256
 from lsap.results import load_code
@@ -57,7 +57,7 @@ def _batches(items: list, size: int, label: str):
 
 
 def _lec(encoder: str, generator: Any, direction: str, strength: float, pairs: list, batch_size: int,
-         device: torch.device) -> dict:
+         device: torch.device, read_real: Any = read_image) -> dict:
     from lsap.encoders.checkpoints import load_encoder_checkpoint
     from lsap.metrics.lec import LEC
 
@@ -83,7 +83,7 @@ def _lec(encoder: str, generator: Any, direction: str, strength: float, pairs: l
                  image_size=size).to(device)
     usable = len(pairs) - len(pairs) % batch_size  # e4e drops the last incomplete batch
     for _, chunk in _batches(pairs[:usable], batch_size, "LEC"):
-        metric.update(torch.stack([read_image(real) for _, real in chunk]).to(device))
+        metric.update(torch.stack([read_real(real) for _, real in chunk]).to(device))
     summary = metric.summary()
     summary.update({"edit": f"direction {Path(direction).name} x{strength:+g}, inverse x{-strength:+g}",
                     "batch_size": batch_size})
@@ -98,7 +98,8 @@ def evaluate(results_dir: str, real: str, output: str | None = None, inception: 
              direction: str | None = None, strength: float = 3.0, convention: str = "default",
              device: str = "cpu", batch_size: int = 8, real_stats: str | None = None,
              tensorboard: str | None = None, wandb_project: str | None = None, wandb_mode: str | None = None,
-             pca_samples: int = 1000, extra_metrics: dict[str, PerImageMetric] | None = None) -> dict[str, Any]:
+             pca_samples: int = 1000, extra_metrics: dict[str, PerImageMetric] | None = None,
+             real_fit: RealFit = "resize") -> dict[str, Any]:
     """Evaluate an inversion output folder against its inputs; write the reports; return metrics.json.
 
     With a generator and codes, also writes ``pca_sn.png`` (inverted codes against
@@ -117,8 +118,13 @@ def evaluate(results_dir: str, real: str, output: str | None = None, inception: 
     weights: dict[str, str] = {}
     metrics: dict[str, PerImageMetric] = {m.name: m for m in (MSE(convention), PSNR(convention), SSIM(convention))}
 
-    first_pred, first_real = prepare_pair(read_image(pairs[0][0].image_path)[None], read_image(pairs[0][1])[None],
-                                          convention)
+    first_image = read_image(pairs[0][0].image_path)
+    size = first_image.shape[-1]
+
+    def read_real(path: Any) -> Tensor:
+        return read_real_image(path, size, real_fit)
+
+    first_pred, first_real = prepare_pair(first_image[None], read_real(pairs[0][1])[None], convention)
     if min(first_pred.shape[-2:]) >= msssim_min_size():
         metrics["ms_ssim"] = MSSSIM(convention)
     else:
@@ -146,7 +152,7 @@ def evaluate(results_dir: str, real: str, output: str | None = None, inception: 
 
     per_image: list[dict[str, Any]] = []
     for _, chunk in _batches(pairs, batch_size, "fidelity"):
-        prepared = [prepare_pair(read_image(item.image_path)[None], read_image(path)[None], convention)
+        prepared = [prepare_pair(read_image(item.image_path)[None], read_real(path)[None], convention)
                     for item, path in chunk]
         rows = [{"name": item.name} for item, _ in chunk]
         # Reconstructions of one folder normally share a size; other folders go in per-size groups.
@@ -196,7 +202,7 @@ def evaluate(results_dir: str, real: str, output: str | None = None, inception: 
         codes = []
 
     if encoder and direction and g is not None:
-        results["lec"] = _lec(encoder, g, direction, strength, pairs, batch_size, target)
+        results["lec"] = _lec(encoder, g, direction, strength, pairs, batch_size, target, read_real)
         weights.update(encoder=encoder, direction=direction)
     else:
         skipped["lec"] = "needs --encoder, --direction and --generator"
@@ -204,7 +210,7 @@ def evaluate(results_dir: str, real: str, output: str | None = None, inception: 
                                "inversion per edited image")
 
     report = {
-        "results_dir": str(results_dir), "real_dir": str(real), "convention": convention,
+        "results_dir": str(results_dir), "real_dir": str(real), "convention": convention, "real_fit": real_fit,
         "convention_note": CONVENTION_NOTES[convention], "metrics": results, "skipped": skipped,
         "counts": {"pairs": len(pairs), "reconstructions": len(reconstructions),
                    "unmatched_results": len(pairing.unmatched_results),

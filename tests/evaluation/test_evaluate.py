@@ -187,3 +187,32 @@ def test_lec_through_evaluate_equals_the_metric(folders, tmp_path) -> None:
     for start in (0, 2):
         metric.update(torch.stack([read_image(real / f"{name}.png") for name in names[start:start + 2]]))
     assert lec["mean"] == pytest.approx(metric.compute().item(), rel=1e-6)
+
+
+def test_real_fit_pad_centres_small_inputs_like_the_fashion_data(tmp_path) -> None:
+    """28 px grey inputs padded to 32 px give an exact match with their padded reconstruction;
+    resizing them instead does not."""
+    import numpy as np
+    from PIL import Image
+
+    from lsap.data.fashion_mnist import pad_to_canvas, to_model_range
+    from lsap.evaluation.inputs import read_real_image
+
+    real, results = tmp_path / "real", tmp_path / "results"
+    real.mkdir()
+    results.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("0001_3", "0002_5"):
+        pixels = rng.integers(0, 256, (28, 28), dtype=np.uint8)
+        Image.fromarray(pixels, mode="L").save(real / f"{name}.png")
+        padded = pad_to_canvas(pixels, 32).numpy()
+        Image.fromarray(np.repeat(padded[..., None], 3, axis=2), mode="RGB").save(results / f"{name}.png")
+        expected = to_model_range(pad_to_canvas(pixels, 32), 3)
+        assert torch.equal(read_real_image(real / f"{name}.png", 32, "pad"), expected)
+    padded_report = evaluate(str(results), str(real), real_fit="pad", inception=str(tmp_path / "missing.pt"))
+    resized_report = evaluate(str(results), str(real), output=str(tmp_path / "out"),
+                              inception=str(tmp_path / "missing.pt"))
+    assert padded_report["metrics"]["mse"]["mean"] == 0
+    assert resized_report["metrics"]["mse"]["mean"] > 0.01
+    with pytest.raises(ValueError, match="larger than"):
+        read_real_image(real / "0001_3.png", 16, "pad")
