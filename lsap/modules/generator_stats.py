@@ -33,6 +33,6 @@ class FrozenGeneratorStats:
             loss = NSCDLoss(self.generator, reduction="none", num_samples=self.anchor_samples,
                             seed=self.anchor_seed, cache_dir=self.anchor_cache_dir)
             object.__setattr__(self, "_nscd_loss_cache", loss)
-        if self._nscd_loss_cache.anchor_0.device != device:
+        if self._nscd_loss_cache.alignment.anchors.device != device:
             self._nscd_loss_cache.to(device)
         return self._nscd_loss_cache

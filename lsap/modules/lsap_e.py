@@ -28,7 +28,6 @@ from lsap.losses import DeltaRegularizer, L2Loss, LPIPSLoss, MoCoLoss
 from lsap.losses.identity import IDLoss
 from lsap.losses.nscd import NSCDLoss
 from lsap.metrics import NSCD, compute_anchors
-from lsap.metrics.nscd import nscd_distances
 from lsap.model import GeneratorSource
 from lsap.optim import Ranger
 from lsap.results import InversionPrediction, split_pending
@@ -265,7 +264,7 @@ class LSAP_E(LightningModule):  # noqa: N801 - the method's name in the paper
         losses = {"mse": (pred - target).square().flatten(1).mean(1)}
         if self.lpips is not None:
             losses["lpips"] = self.lpips.per_sample(pred, target)
-        layers = nscd_distances(self.nscd_loss.affines(ws), self.nscd_loss.anchor_tensors)
+        layers = self.nscd_loss.alignment.distances(ws)
         out.update(ws=ws.detach(), image=recon.detach().clamp(-1, 1), losses=losses, nscd=layers.mean(1).float(),
                    nscd_layers=layers.float(),
                    meta={"method": "lsap_e", "generator_hash": self.anchors.generator_hash})

@@ -39,7 +39,6 @@ from tqdm.auto import tqdm
 from lsap.losses import L2Loss, LPIPSLoss, NoiseRegularizer, normalize_noise_
 from lsap.losses.reconstruction import to_resolution
 from lsap.modules.generator_stats import FrozenGeneratorStats
-from lsap.metrics import nscd_distances
 from lsap.model import Generator, GeneratorSource
 from lsap.model.sampling import derive_seed
 from lsap.results import InversionPrediction, batch_names, split_pending
@@ -309,7 +308,6 @@ class LSAP_O(FrozenGeneratorStats, LightningModule):
             if self.optimize_noise:
                 losses["noise_reg"] = self.noise_regularizer(noise)
             losses["total"] = self._total(losses)
-            styles = nscd_loss.affines(ws, dtype=torch.float32)
-            layers = nscd_distances(styles, nscd_loss.anchor_tensors, torch.float32)
+            layers = nscd_loss.alignment.distances(ws, torch.float32)
         return InversionResult(ws=ws, noise=noise if self.optimize_noise else None, image=image, losses={k: v.detach() for k, v in losses.items()},
                                nscd=layers.mean(dim=1), nscd_layers=layers)

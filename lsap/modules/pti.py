@@ -31,7 +31,6 @@ from tqdm.auto import tqdm
 from lsap.losses import L2Loss, LocalityRegularizer, LPIPSLoss
 from lsap.losses.reconstruction import to_resolution
 from lsap.modules.generator_stats import FrozenGeneratorStats
-from lsap.metrics import nscd_distances
 from lsap.model import Generator, GeneratorSource
 from lsap.model.sampling import derive_seed
 from lsap.model.delta import DELTA_DTYPES, DeltaDtype, apply_delta, load_delta, make_delta
@@ -241,8 +240,7 @@ class PTI(FrozenGeneratorStats, LightningModule):
         ws = torch.cat(codes)
         nscd_loss = self.nscd_loss
         with torch.no_grad():
-            layers = nscd_distances(nscd_loss.affines(ws, dtype=torch.float32), nscd_loss.anchor_tensors,
-                                    torch.float32)
+            layers = nscd_loss.alignment.distances(ws, torch.float32)
         out.update(
             ws=ws,
             image=torch.cat(images).clamp(-1, 1),
