@@ -1,7 +1,8 @@
 """LSAP_E: encoder-based embedding trained with the NSCD alignment loss.
 
 One training step: encode the batch to W+ offsets, add ``latent_avg``, synthesise with
-the frozen generator, pool the output to ``loss_resolution`` and minimise
+the frozen generator, resize output and targets to ``loss_resolution`` (the rule all
+inversion modules share, :func:`lsap.losses.reconstruction.to_resolution`) and minimise
 
     l2_weight·L2 + lpips_weight·LPIPS + id_weight·ID (faces) + moco_weight·MoCo (other domains)
     + delta_weight·Σ_i ||w_i - w_0||₂ + nscd_weight·L_NSCD(active layers)
@@ -18,17 +19,15 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-import torch.nn.functional as F
-from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.image import StructuralSimilarityIndexMeasure
 
-from lsap.losses import DeltaRegularizer, L2Loss, LPIPSLoss, MoCoLoss
+from lsap.losses import DeltaRegularizer, LPIPSLoss, MoCoLoss
 from lsap.losses.identity import IDLoss
-from lsap.losses.nscd import NSCDLoss
-from lsap.metrics import NSCD, compute_anchors
+from lsap.metrics import NSCD
 from lsap.model import GeneratorSource
+from lsap.modules.base import FrozenGeneratorModule
 from lsap.optim import Ranger
 from lsap.results import InversionPrediction, split_pending
 from lsap.visualize import image_grid, log_image_grid, save_image_grid
@@ -41,7 +40,7 @@ def progressive_stage(step: int, num_ws: int, start: int, every: int) -> int:
     return min(1 + (step - start) // max(every, 1), num_ws - 1)
 
 
-class LSAP_E(LightningModule):  # noqa: N801 - the method's name in the paper
+class LSAP_E(FrozenGeneratorModule):  # noqa: N801 - the method's name in the paper
     """Train an encoder (e4e by default) to embed images into a frozen generator's W+.
 
     Args:
@@ -54,8 +53,8 @@ class LSAP_E(LightningModule):  # noqa: N801 - the method's name in the paper
         moco: MoCo feature loss for non-face domains; None leaves it out.
         l2_weight, lpips_weight, id_weight, moco_weight, delta_weight, nscd_weight: loss
             weights; defaults are the official LSAP_E configuration.
-        loss_resolution: the generator output is average-pooled to this size (256
-            officially) and the targets resized to it.
+        loss_resolution: the generator output and the targets are resized to this size (256
+            officially; area averaging when shrinking, as in LSAP_O and PTI).
         progressive_start, progressive_every: the progressive schedule in steps.
         lr, betas: Ranger settings (official: 1e-4, (0.95, 0.999)).
         anchor_samples, anchor_seed, anchor_cache_dir: S^N anchor settings (see
@@ -90,10 +89,8 @@ class LSAP_E(LightningModule):  # noqa: N801 - the method's name in the paper
         num_logged_images: int = 8,
     ) -> None:
         super().__init__()
-        generator = GeneratorSource.coerce(generator)
         self.save_hyperparameters(ignore=["encoder", "lpips", "identity", "moco", "generator"])
-        self.hparams["generator"] = generator.as_dict()  # plain data: checkpoints load with weights_only
-        self.generator = generator.build()
+        self.init_frozen_generator(generator, lpips, loss_resolution, anchor_samples, anchor_seed, anchor_cache_dir)
         self.encoder = encoder
         num_ws = getattr(encoder, "num_ws", None)
         if num_ws != self.generator.num_ws:
@@ -105,22 +102,17 @@ class LSAP_E(LightningModule):  # noqa: N801 - the method's name in the paper
         if encoder_checkpoint:
             self._load_published_encoder(encoder_checkpoint)
 
-        self.l2 = L2Loss()
-        self.lpips = lpips
         self.identity = identity
         self.moco = moco
         self.delta = DeltaRegularizer()
-        for frozen in (self.generator, self.lpips, self.identity, self.moco):
+        for frozen in (self.identity, self.moco):
             if frozen is not None:
                 frozen.eval().requires_grad_(False)
         self.loss_weights = dict(l2=l2_weight, lpips=lpips_weight, id=id_weight, moco=moco_weight,
                                  delta=delta_weight, nscd=nscd_weight)
 
-        # Anchors depend only on the generator: computed once (cached on disk), identical on
-        # every rank, and never stored in checkpoints.
-        self.anchors = compute_anchors(self.generator, num_samples=anchor_samples, seed=anchor_seed,
-                                       cache_dir=anchor_cache_dir)
-        self.nscd_loss = NSCDLoss(generator=self.generator, anchors=self.anchors)
+        # The NSCD metrics need the anchors now (training needs them at once anyway).
+        self.nscd_loss  # noqa: B018 - builds the anchors and the loss
         self.val_metrics = self._eval_metrics("val/")
         self.test_metrics = self._eval_metrics("test/")
         self._logged_batch: dict[str, Tensor] | None = None
@@ -165,23 +157,16 @@ class LSAP_E(LightningModule):  # noqa: N801 - the method's name in the paper
         ws = self.encode(images)
         return ws, self.decode(ws)
 
-    def _pool(self, images: Tensor) -> Tensor:
-        size = self.hparams.loss_resolution
-        if images.shape[-1] == size:
-            return images
-        if images.shape[-1] > size and images.shape[-1] % size == 0:
-            return F.adaptive_avg_pool2d(images, size)
-        return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-
     def training_losses(self, batch: dict[str, Tensor], ws: Tensor, recon: Tensor, active: int) -> dict[str, Tensor]:
-        target, pred = self._pool(batch["image"]), self._pool(recon)
+        target = self.at_loss_resolution(batch["image"])
         mask = batch.get("mask")
-        if mask is not None:
-            mask = F.interpolate(mask.float(), size=pred.shape[-2:], mode="nearest")
+        mask = self.at_loss_resolution(mask) if mask is not None else None
         w = self.loss_weights
-        losses = {"l2": self.l2(pred, target, mask)}
-        if self.lpips is not None and w["lpips"]:
-            losses["lpips"] = self.lpips(pred, target, mask)
+        per_image = self.image_losses(recon, target, mask, with_lpips=bool(w["lpips"]))
+        losses = {"l2": per_image["mse"].mean()}
+        if "lpips" in per_image:
+            losses["lpips"] = per_image["lpips"].mean()
+        pred = self.at_loss_resolution(recon) if self.identity is not None or self.moco is not None else None
         if self.identity is not None and w["id"]:
             losses["id"] = self.identity(pred, target)
         if self.moco is not None and w["moco"]:
@@ -189,7 +174,7 @@ class LSAP_E(LightningModule):  # noqa: N801 - the method's name in the paper
         if w["delta"]:
             losses["delta"] = self.delta(ws, active=active)
         if w["nscd"]:
-            losses["nscd"] = self.nscd_loss(ws, active_layers=active)
+            losses["nscd"] = self.nscd_loss(ws, active_layers=active).mean()
         losses["total"] = sum(w[name] * value for name, value in losses.items())
         return losses
 
@@ -214,15 +199,17 @@ class LSAP_E(LightningModule):  # noqa: N801 - the method's name in the paper
 
     def _evaluate(self, batch: dict[str, Tensor], metrics: MetricCollection) -> None:
         ws, recon = self(batch["image"])
-        pred, target = self._pool(recon).clamp(-1, 1), self._pool(batch["image"])
-        mse = (pred - target).square().flatten(1).mean(1)
+        # Scored as displayed: the reconstruction clamped to the image range.
+        pred, target = self.at_loss_resolution(recon.clamp(-1, 1)), self.at_loss_resolution(batch["image"])
+        losses = self.image_losses(pred, target)
+        mse = losses["mse"]
         metrics["mse"].update(mse)
         # Mean of per-image PSNR, peak-to-peak 2 for [-1, 1] images (squared range 4).
         metrics["psnr"].update(10 * torch.log10(4 / mse.clamp_min(1e-10)))
         metrics["ssim"].update(pred, target)
         metrics["nscd"].update(ws)
         if "lpips" in metrics:
-            metrics["lpips"].update(self.lpips.per_sample(pred, target))
+            metrics["lpips"].update(losses["lpips"])
         if "id_similarity" in metrics:
             metrics["id_similarity"].update(self.identity.loss_and_similarity(pred, target)[1])
         if self._logged_batch is None:
@@ -259,15 +246,14 @@ class LSAP_E(LightningModule):  # noqa: N801 - the method's name in the paper
             return out
         index = torch.tensor(todo, device=batch["image"].device)
         images = batch["image"].index_select(0, index)
+        mask = batch.get("mask")
+        mask = self.at_loss_resolution(mask.index_select(0, index)) if mask is not None else None
         ws, recon = self(images)
-        pred, target = self._pool(recon), self._pool(images)
-        losses = {"mse": (pred - target).square().flatten(1).mean(1)}
-        if self.lpips is not None:
-            losses["lpips"] = self.lpips.per_sample(pred, target)
+        losses = self.image_losses(recon, self.at_loss_resolution(images), mask)
         layers = self.nscd_loss.alignment.distances(ws)
         out.update(ws=ws.detach(), image=recon.detach().clamp(-1, 1), losses=losses, nscd=layers.mean(1).float(),
                    nscd_layers=layers.float(),
-                   meta={"method": "lsap_e", "generator_hash": self.anchors.generator_hash})
+                   meta={"method": "lsap_e", "generator_hash": self.generator_hash})
         return out
 
     # ---------------------------------------------------------------------------------
