@@ -15,7 +15,6 @@ checkpoint, so a resumed run continues at the right stage.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -30,7 +29,6 @@ from lsap.model import GeneratorSource
 from lsap.modules.base import FrozenGeneratorModule
 from lsap.optim import Ranger
 from lsap.results import InversionPrediction, split_pending
-from lsap.visualize import image_grid, log_image_grid, save_image_grid
 
 
 def progressive_stage(step: int, num_ws: int, start: int, every: int) -> int:
@@ -59,8 +57,15 @@ class LSAP_E(FrozenGeneratorModule):  # noqa: N801 - the method's name in the pa
         lr, betas: Ranger settings (official: 1e-4, (0.95, 0.999)).
         anchor_samples, anchor_seed, anchor_cache_dir: S^N anchor settings (see
             ``lsap.metrics.compute_anchors``).
-        image_log_every: log an input | reconstruction grid every this many steps (0: never).
-        num_logged_images: images in that grid.
+
+    ``training_step`` and ``validation_step`` return the reconstructions (``"recon"``) for
+    :class:`~lsap.callbacks.ReconstructionGridCallback`, which logs input | reconstruction
+    grids and writes ``reconstructions.png`` next to the checkpoints.
+
+    Checkpoints hold the encoder, ``latent_avg`` and the progressive stage: the frozen
+    submodules (generator, LPIPS, ID, MoCo) come from their config sources and are left
+    out; on loading they are taken from the module as configured, and loading stays strict
+    for everything else.
     """
 
     def __init__(
@@ -85,8 +90,6 @@ class LSAP_E(FrozenGeneratorModule):  # noqa: N801 - the method's name in the pa
         anchor_samples: int = 100_000,
         anchor_seed: int = 0,
         anchor_cache_dir: Optional[str] = None,
-        image_log_every: int = 1000,
-        num_logged_images: int = 8,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["encoder", "lpips", "identity", "moco", "generator"])
@@ -115,7 +118,6 @@ class LSAP_E(FrozenGeneratorModule):  # noqa: N801 - the method's name in the pa
         self.nscd_loss  # noqa: B018 - builds the anchors and the loss
         self.val_metrics = self._eval_metrics("val/")
         self.test_metrics = self._eval_metrics("test/")
-        self._logged_batch: dict[str, Tensor] | None = None
 
     # ---------------------------------------------------------------------------------
     def _eval_metrics(self, prefix: str) -> MetricCollection:
@@ -183,7 +185,7 @@ class LSAP_E(FrozenGeneratorModule):  # noqa: N801 - the method's name in the pa
         if hasattr(self.encoder, "progressive_stage"):
             self.encoder.progressive_stage = self.stage
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         stage = self.stage
         ws, recon = self(batch["image"])
         losses = self.training_losses(batch, ws, recon, active=stage + 1)
@@ -192,12 +194,9 @@ class LSAP_E(FrozenGeneratorModule):  # noqa: N801 - the method's name in the pa
                       prog_bar=False, sync_dist=False)
         self.log("train/loss", losses["total"].detach(), prog_bar=True, batch_size=batch_size)
         self.log("train/stage", float(stage), batch_size=batch_size)
-        every = self.hparams.image_log_every
-        if every and self.global_step % every == 0:
-            self._log_grid("train/reconstructions", batch["image"], recon)
-        return losses["total"]
+        return {"loss": losses["total"], "recon": recon.detach()}
 
-    def _evaluate(self, batch: dict[str, Tensor], metrics: MetricCollection) -> None:
+    def _evaluate(self, batch: dict[str, Tensor], metrics: MetricCollection) -> dict[str, Tensor]:
         ws, recon = self(batch["image"])
         # Scored as displayed: the reconstruction clamped to the image range.
         pred, target = self.at_loss_resolution(recon.clamp(-1, 1)), self.at_loss_resolution(batch["image"])
@@ -212,12 +211,10 @@ class LSAP_E(FrozenGeneratorModule):  # noqa: N801 - the method's name in the pa
             metrics["lpips"].update(losses["lpips"])
         if "id_similarity" in metrics:
             metrics["id_similarity"].update(self.identity.loss_and_similarity(pred, target)[1])
-        if self._logged_batch is None:
-            n = self.hparams.num_logged_images
-            self._logged_batch = {"image": batch["image"][:n].detach(), "recon": recon[:n].detach()}
+        return {"recon": recon.detach()}
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, self.val_metrics)
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        return self._evaluate(batch, self.val_metrics)
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, self.test_metrics)
@@ -229,14 +226,9 @@ class LSAP_E(FrozenGeneratorModule):  # noqa: N801 - the method's name in the pa
 
     def on_validation_epoch_end(self) -> None:
         self._log_metrics(self.val_metrics)
-        if self._logged_batch is not None:
-            self._log_grid("val/reconstructions", self._logged_batch["image"], self._logged_batch["recon"])
 
     def on_test_epoch_end(self) -> None:
         self._log_metrics(self.test_metrics)
-
-    def on_validation_epoch_start(self) -> None:
-        self._logged_batch = None
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> InversionPrediction:
         """Encoder inversion, in the format ``lsap.callbacks.InversionWriter`` writes;
@@ -257,37 +249,26 @@ class LSAP_E(FrozenGeneratorModule):  # noqa: N801 - the method's name in the pa
         return out
 
     # ---------------------------------------------------------------------------------
-    def _log_grid(self, tag: str, inputs: Tensor, recon: Tensor) -> None:
-        if self.trainer is None or not self.trainer.is_global_zero:
-            return
-        n = self.hparams.num_logged_images
-        grid = image_grid([inputs[:n], recon[:n]])
-        for logger in self.loggers:
-            log_image_grid(logger, tag, grid, self.global_step)
-
-    def on_fit_end(self) -> None:
-        """Write a PNG of inputs | reconstructions next to the checkpoints."""
-        if not self.trainer.is_global_zero or self._logged_batch is None:
-            return
-        ckpt = self.trainer.checkpoint_callback
-        folder = Path(ckpt.dirpath) if ckpt is not None and ckpt.dirpath else Path(self.trainer.default_root_dir)
-        rows = [self._logged_batch["image"], self._logged_batch["recon"]]
-        upscale = max(1, 128 // rows[0].shape[-1])  # small demo images stay visible
-        save_image_grid(image_grid(rows, upscale=upscale), folder / "reconstructions.png")
-
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return Ranger(self.encoder.parameters(), lr=self.hparams.lr, betas=tuple(self.hparams.betas))
 
-    # The frozen generator comes from its config source; checkpoints carry the encoder only.
+    def frozen_prefixes(self) -> tuple[str, ...]:
+        """State-dict prefixes of the frozen submodules (parameters, none trainable), which
+        are rebuilt from their config sources and left out of checkpoints."""
+        return tuple(f"{name}." for name, child in self.named_children()
+                     if any(True for _ in child.parameters()) and not any(p.requires_grad for p in child.parameters()))
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
-                                    if not k.startswith(("generator.", "lpips.", "identity.", "moco."))}
+        frozen = self.frozen_prefixes()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(frozen)}
         checkpoint["lsap_progressive_stage"] = self.stage
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        own = self.state_dict()
-        for key, value in own.items():
-            if key.startswith(("generator.", "lpips.", "identity.", "moco.")):
+        # Frozen parts are absent on purpose: take them from the configured module, so that
+        # strict loading still catches anything else that is missing.
+        frozen = self.frozen_prefixes()
+        for key, value in self.state_dict().items():
+            if key.startswith(frozen):
                 checkpoint["state_dict"].setdefault(key, value)
         stage = checkpoint.get("lsap_progressive_stage")
         if stage is not None and hasattr(self.encoder, "progressive_stage"):
