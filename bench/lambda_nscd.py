@@ -24,7 +24,6 @@ import torch
 
 from lsap.data import SyntheticDataset
 from lsap.losses import LPIPSLoss
-from lsap.metrics import nscd_distances
 from lsap.model import GeneratorSource
 from lsap.modules import LSAP_O
 
@@ -71,14 +70,14 @@ def main() -> None:
             true_ws = torch.stack([data[i]["ws"] for i in range(len(data))])
             nscd = model.nscd_loss
             with torch.no_grad():
-                truth_nscd = float(nscd_distances(nscd.affines(true_ws), nscd.anchor_tensors).mean())
+                truth_nscd = float(nscd.alignment.distances(true_ws).mean())
         start = time.perf_counter()
         result = model.invert(images, [f"{i:06d}" for i in range(images.shape[0])])
         seconds = time.perf_counter() - start
         latent_error = (result.ws - true_ws).norm(dim=-1).mean(dim=1)  # mean over W+ entries of ||w_hat - w*||
         with torch.no_grad():
             # Direction error per style layer, blind to the scale demodulation ignores (Prop. 1).
-            found, truth = nscd.affines(result.ws), nscd.affines(true_ws)
+            found, truth = nscd.alignment.styles(result.ws), nscd.alignment.styles(true_ws)
             style_error = torch.stack([1 - torch.cosine_similarity(a, b, dim=1) for a, b in zip(found, truth)], 1)
         row = {
             "lambda_nscd": lam,
@@ -96,7 +95,7 @@ def main() -> None:
     start_error = float((start_ws - true_ws).norm(dim=-1).mean())
     with torch.no_grad():
         start_style = float(torch.stack([1 - torch.cosine_similarity(a, b, dim=1) for a, b in
-                                         zip(nscd.affines(start_ws), nscd.affines(true_ws))]).mean())
+                                         zip(nscd.alignment.styles(start_ws), nscd.alignment.styles(true_ws))]).mean())
     loss_name = "LPIPS + MSE" if use_lpips else "MSE only (no LPIPS weights given)"
     print()
     what = f"generator {args.checkpoint}" if args.checkpoint else "a random 32 px generator (w_dim 64)"

@@ -161,35 +161,40 @@ def _cover_and_crop(image: Image.Image, width: int, height: int) -> Image.Image:
 
 
 # ----- decoding ------------------------------------------------------------------------
-def to_rgb8(image: Image.Image) -> Image.Image:
+def to_rgb8(image: Image.Image, background: tuple[int, int, int] = ALPHA_BACKGROUND_RGB) -> Image.Image:
     """Convert any PIL mode to 8-bit RGB (always returns a new image).
 
     * 16-bit grayscale (``I;16*``) is scaled by 255/65535. 32-bit ``I`` holds 16-bit data
       in practice (older PIL opens 16-bit PNGs so): values above 255 are treated as 16-bit,
-      otherwise as 8-bit. ``F`` is taken as [0, 1] if its maximum is <= 1, else [0, 255].
+      otherwise as 8-bit. ``F`` is taken as [0, 1] if its largest finite value is <= 1,
+      else [0, 255]. NaN becomes 0 and infinities the ends of the range.
     * Modes with alpha (RGBA, LA, PA, palette with transparency) are composited onto
-      ``ALPHA_BACKGROUND_RGB``.
+      ``background`` (white by default).
     * Palette, 1-bit, grayscale, CMYK, YCbCr go through PIL's own conversion.
     """
     mode = image.mode
     if mode.startswith("I;16") or mode in ("I", "F"):
         values = np.asarray(image, dtype=np.float64)
-        if mode.startswith("I;16") or (mode == "I" and values.size and values.max() > 255):
+        finite = values[np.isfinite(values)]
+        largest = float(finite.max()) if finite.size else 0.0
+        if mode.startswith("I;16") or (mode == "I" and largest > 255):
             values = values * (255.0 / 65535.0)
-        elif mode == "F" and values.size and values.max() <= 1.0:
+        elif mode == "F" and largest <= 1.0:
             values = values * 255.0
+        values = np.nan_to_num(values, nan=0.0, posinf=255.0, neginf=0.0)
         image = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
         mode = "L"
     has_alpha = mode in ("RGBA", "RGBa", "LA", "La", "PA") or (mode == "P" and "transparency" in image.info)
     if has_alpha:
         rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (*ALPHA_BACKGROUND_RGB, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+        canvas = Image.new("RGBA", rgba.size, (*background, 255))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
     return image.convert("RGB")
 
 
 def load_rgb(path: str | os.PathLike) -> Image.Image:
-    """Fully decode an image file to 8-bit RGB, applying its EXIF orientation.
+    """Fully decode an image file to 8-bit RGB, applying its EXIF orientation (the one image
+    loader of lsap: data sets, evaluation and face alignment read files through it).
 
     Raises whatever PIL raises for unreadable files (``OSError`` and subclasses for most,
     ``SyntaxError``/``ValueError``/``EOFError`` for some damaged headers).

@@ -242,18 +242,17 @@ def evaluate(results_dir: str, real: str, output: str | None = None, inception: 
 def _nscd(generator: Any, items: list, num_samples: int, batch_size: int, device: torch.device,
           per_image: list[dict[str, Any]]) -> dict[str, Any]:
     from lsap.metrics import NSCD
-    from lsap.metrics.nscd import nscd_distances
 
     metric = NSCD(generator=generator, num_samples=num_samples).to(device)
     by_name = {row["name"]: row for row in per_image}
     for _, chunk in _batches(items, batch_size, "NSCD"):
         ws = torch.stack([load_code(r.code_path)["ws"] for r in chunk]).to(device)
         metric.update(ws)
-        distances = nscd_distances(metric.affines(ws, dtype=torch.float64), metric.anchor_tensors)
+        distances = metric.alignment.distances(ws, dtype=torch.float64)
         for item, value in zip(chunk, distances.mean(dim=1).tolist()):
             by_name[item.name]["nscd"] = value
     values = torch.tensor([by_name[r.name]["nscd"] for r in items], dtype=torch.float64)
     return {"mean": float(metric.compute()), "std": float(values.std(unbiased=False)), "count": len(items),
-            "per_layer": [float(v) for v in metric.per_layer()], "layers": metric.layer_names,
+            "per_layer": [float(v) for v in metric.compute_per_layer()], "layers": metric.layer_names,
             "num_samples": num_samples}
 

@@ -21,24 +21,13 @@ from torch import Tensor, nn
 
 from lsap.losses.reconstruction import Reduction, check_reduction, reduce_per_sample
 from lsap.metrics.anchors import DEFAULT_BATCH_SIZE, DEFAULT_NUM_SAMPLES, Anchors, LayerSelection
-from lsap.metrics.nscd import StyleAffines, check_styles, resolve_anchors, style_cosines
+from lsap.metrics.style_alignment import StyleAlignment, check_styles, resolve_anchors
 from lsap.model.generator import StyleLayer
 from lsap.torch_utils import module_device
 
-__all__ = ["NSCDForm", "NSCDLoss", "unit_style_dots"]
+__all__ = ["NSCDForm", "NSCDLoss"]
 
 NSCDForm = Literal["official", "cosine"]
-
-
-def unit_style_dots(styles: Sequence[Tensor], anchors: Sequence[Tensor], dtype: torch.dtype) -> Tensor:
-    """<s_l / ||s_l||, mu_l> per image and layer, shape ``[B, L]``, computed in ``dtype``."""
-    eps = torch.finfo(dtype).tiny
-    columns = []
-    for style, anchor in zip(styles, anchors):
-        style = style.to(dtype)
-        unit = style / style.norm(dim=1, keepdim=True).clamp_min(eps)
-        columns.append(unit @ anchor.to(device=style.device, dtype=dtype))
-    return torch.stack(columns, dim=1)
 
 
 class NSCDLoss(nn.Module):
@@ -60,7 +49,9 @@ class NSCDLoss(nn.Module):
         num_samples, seed, cache_dir, batch_size: anchor settings, see
             :func:`~lsap.metrics.compute_anchors` (ignored when ``anchors`` is given).
 
-    Anchors (and the affine snapshot) are **non-persistent** buffers: they follow
+    Anchors and the affine snapshot live in a
+    :class:`~lsap.metrics.style_alignment.StyleAlignment` (shared with the NSCD metric) as
+    **non-persistent** buffers: they follow
     ``.to(device)`` but are not written into checkpoints, because they are a deterministic
     function of the generator and the anchor settings (and cached on disk); a checkpoint
     therefore never carries stale anchors. Anchors are stored in float32 and the affines in
@@ -87,64 +78,35 @@ class NSCDLoss(nn.Module):
             raise ValueError(f"form must be 'official' or 'cosine', got {form!r}")
         check_reduction(reduction)
         anchors = resolve_anchors(generator, anchors, num_samples, seed, cache_dir, batch_size, "NSCDLoss")
-        indices = anchors.indices(layers)
         self.form: NSCDForm = form
         self.reduction: Reduction = reduction
-        self.layer_selection: LayerSelection = layers
-        self.layers: tuple[StyleLayer, ...] = anchors.layers_for(layers)
-        self.num_ws, self.w_dim = anchors.num_ws, anchors.w_dim
-        for k, anchor in enumerate(anchors.select(layers)):
-            self.register_buffer(f"anchor_{k}", anchor.detach().to(torch.float32).clone(), persistent=False)
-        self.affines = StyleAffines(generator, indices) if generator is not None else None
+        self.alignment = StyleAlignment(anchors, layers, generator, anchor_dtype=torch.float32, owner="NSCDLoss")
         if generator is not None:
             self.to(module_device(generator))
 
     @property
-    def anchor_tensors(self) -> list[Tensor]:
-        """The anchors mu_l of the selected layers (buffers)."""
-        return [getattr(self, f"anchor_{k}") for k in range(len(self.layers))]
-
-    def active_mask(self, active_layers: int | None) -> list[bool]:
-        """Which selected layers count: those fed by W+ entries ``0 .. active_layers - 1``.
-
-        For ``layers="lsap"`` that is the first ``active_layers`` layers (e4e progressive
-        stage ``s`` means ``active_layers = s + 1``); ``None`` means all.
-        """
-        if active_layers is None:
-            return [True] * len(self.layers)
-        if isinstance(active_layers, bool) or not isinstance(active_layers, int):
-            raise TypeError(f"active_layers must be an int or None, got {type(active_layers).__name__}")
-        if not 1 <= active_layers <= self.num_ws:
-            raise ValueError(f"active_layers must be between 1 and num_ws={self.num_ws}, got {active_layers}")
-        return [layer.w_index < active_layers for layer in self.layers]
+    def layers(self) -> tuple[StyleLayer, ...]:
+        return self.alignment.layers
 
     def forward(self, inputs: Tensor | Sequence[Tensor], active_layers: int | None = None) -> Tensor:
         """Loss of W ``[B, w_dim]`` / W+ ``[B, num_ws, w_dim]`` codes (needs the generator) or
         of a list of per-layer styles ``[B, channels_l]`` (the selected layers, in order).
 
+        ``active_layers``: only layers fed by W+ entries ``0 .. active_layers - 1`` count (e4e
+        progressive stage ``s`` means ``active_layers = s + 1``); ``None`` means all.
         Returns a scalar (``reduction="mean"``) or ``[B]`` (``"none"``).
         """
-        mask = self.active_mask(active_layers)
-        if isinstance(inputs, Tensor):
-            if self.affines is None:
-                raise ValueError(
-                    "NSCDLoss was built from anchors only, so it cannot turn codes into styles: build it with "
-                    "NSCDLoss(generator=G, ...) or pass style vectors (e.g. G.lsap_styles(ws))"
-                )
-            dtype = torch.promote_types(inputs.dtype, torch.float32)
-            # Inactive layers are not even computed, so their codes get no gradient.
-            active_styles = self.affines(inputs, dtype=dtype, active=mask)
-        else:
+        mask = self.alignment.active_mask(active_layers)
+        if not isinstance(inputs, Tensor):
             check_styles(inputs, self.layers)
-            active_styles = [s for s, on in zip(inputs, mask) if on]
-            dtype = torch.promote_types(inputs[0].dtype, torch.float32)
-        active_anchors = [a for a, on in zip(self.anchor_tensors, mask) if on]
+        first = inputs if isinstance(inputs, Tensor) else inputs[0]
+        dtype = torch.promote_types(first.dtype, torch.float32)
         if self.form == "official":
-            per_sample = -unit_style_dots(active_styles, active_anchors, dtype).sum(dim=1)
+            per_sample = -self.alignment.unit_dots(inputs, dtype, active=mask).sum(dim=1)
         else:
-            per_sample = (1 - style_cosines(active_styles, active_anchors, dtype)).sum(dim=1)
+            per_sample = (1 - self.alignment.cosines(inputs, dtype, active=mask)).sum(dim=1)
         return reduce_per_sample(per_sample, self.reduction)
 
     def extra_repr(self) -> str:
-        return (f"form={self.form!r}, reduction={self.reduction!r}, layers={self.layer_selection!r} "
-                f"({len(self.layers)}), num_ws={self.num_ws}")
+        return (f"form={self.form!r}, reduction={self.reduction!r}, layers={self.alignment.layer_selection!r} "
+                f"({len(self.layers)}), num_ws={self.alignment.num_ws}")

@@ -8,17 +8,16 @@ from lsap.metrics.anchors import (
     default_cache_dir,
     generator_fingerprint,
 )
-from lsap.metrics.nscd import NSCD, StyleAffines, nscd_distances, style_cosines
+from lsap.metrics.nscd import NSCD
+from lsap.metrics.style_alignment import StyleAlignment
 
 __all__ = [
     "NSCD",
     "Anchors",
     "LayerSelection",
-    "StyleAffines",
+    "StyleAlignment",
     "anchors_cache_path",
     "compute_anchors",
     "default_cache_dir",
     "generator_fingerprint",
-    "nscd_distances",
-    "style_cosines",
 ]

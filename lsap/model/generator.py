@@ -42,6 +42,19 @@ class StyleLayer:
     demodulated: bool
 
 
+def check_ws(ws: torch.Tensor, num_ws: int, w_dim: int) -> torch.Tensor:
+    """Return W+ ``[B, num_ws, w_dim]`` for W ``[B, w_dim]`` (broadcast) or W+ codes; raise a
+    ``ValueError`` naming the expected and actual shapes otherwise."""
+    if ws.ndim == 2 and ws.shape[1] == w_dim:
+        return ws[:, None, :].expand(-1, num_ws, -1)
+    if ws.ndim == 3 and ws.shape[1:] == (num_ws, w_dim):
+        return ws
+    expected = f"expected W [B, {w_dim}] or W+ [B, {num_ws}, {w_dim}], got {tuple(ws.shape)}"
+    if ws.ndim == 3 and ws.shape[2] == w_dim:
+        raise ValueError(f"codes have num_ws={ws.shape[1]} but the generator has num_ws={num_ws}: {expected}")
+    raise ValueError(f"codes must be W [B, {w_dim}] or W+ [B, {num_ws}, {w_dim}], got {tuple(ws.shape)}")
+
+
 def channels_for(resolution: int, channel_base: int = 32768, channel_max: int = 512) -> dict[int, int]:
     """Feature channels at every resolution 4..R: ``min(channel_base // res, channel_max)``.
 
@@ -196,14 +209,7 @@ class SynthesisNetwork(nn.Module):
 
     def check_ws(self, ws: torch.Tensor) -> torch.Tensor:
         """Accept W ``[B, w_dim]`` (broadcast) or W+ ``[B, num_ws, w_dim]``; return W+."""
-        if ws.ndim == 2 and ws.shape[1] == self.w_dim:
-            return ws[:, None, :].expand(-1, self.num_ws, -1)
-        if ws.ndim == 3 and ws.shape[1:] == (self.num_ws, self.w_dim):
-            return ws
-        raise ValueError(
-            f"codes must be W [B, {self.w_dim}] or W+ [B, {self.num_ws}, {self.w_dim}] for a {self.resolution}px "
-            f"generator (num_ws={self.num_ws}), got {tuple(ws.shape)}"
-        )
+        return check_ws(ws, self.num_ws, self.w_dim)
 
     def styles(self, ws: torch.Tensor) -> list[torch.Tensor]:
         ws = self.check_ws(ws)

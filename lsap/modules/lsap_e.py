@@ -1,7 +1,8 @@
 """LSAP_E: encoder-based embedding trained with the NSCD alignment loss.
 
 One training step: encode the batch to W+ offsets, add ``latent_avg``, synthesise with
-the frozen generator, pool the output to ``loss_resolution`` and minimise
+the frozen generator, resize output and targets to ``loss_resolution`` (the rule all
+inversion modules share, :func:`lsap.losses.reconstruction.to_resolution`) and minimise
 
     l2_weight·L2 + lpips_weight·LPIPS + id_weight·ID (faces) + moco_weight·MoCo (other domains)
     + delta_weight·Σ_i ||w_i - w_0||₂ + nscd_weight·L_NSCD(active layers)
@@ -14,25 +15,20 @@ checkpoint, so a resumed run continues at the right stage.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Optional
 
 import torch
-import torch.nn.functional as F
-from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.image import StructuralSimilarityIndexMeasure
 
-from lsap.losses import DeltaRegularizer, L2Loss, LPIPSLoss, MoCoLoss
+from lsap.losses import DeltaRegularizer, LPIPSLoss, MoCoLoss
 from lsap.losses.identity import IDLoss
-from lsap.losses.nscd import NSCDLoss
-from lsap.metrics import NSCD, compute_anchors
-from lsap.metrics.nscd import nscd_distances
+from lsap.metrics import NSCD
 from lsap.model import GeneratorSource
+from lsap.modules.base import FrozenGeneratorModule
 from lsap.optim import Ranger
 from lsap.results import InversionPrediction, split_pending
-from lsap.visualize import image_grid, log_image_grid, save_image_grid
 
 
 def progressive_stage(step: int, num_ws: int, start: int, every: int) -> int:
@@ -42,7 +38,7 @@ def progressive_stage(step: int, num_ws: int, start: int, every: int) -> int:
     return min(1 + (step - start) // max(every, 1), num_ws - 1)
 
 
-class LSAP_E(LightningModule):  # noqa: N801 - the method's name in the paper
+class LSAP_E(FrozenGeneratorModule):  # noqa: N801 - the method's name in the paper
     """Train an encoder (e4e by default) to embed images into a frozen generator's W+.
 
     Args:
@@ -55,14 +51,21 @@ class LSAP_E(LightningModule):  # noqa: N801 - the method's name in the paper
         moco: MoCo feature loss for non-face domains; None leaves it out.
         l2_weight, lpips_weight, id_weight, moco_weight, delta_weight, nscd_weight: loss
             weights; defaults are the official LSAP_E configuration.
-        loss_resolution: the generator output is average-pooled to this size (256
-            officially) and the targets resized to it.
+        loss_resolution: the generator output and the targets are resized to this size (256
+            officially; area averaging when shrinking, as in LSAP_O and PTI).
         progressive_start, progressive_every: the progressive schedule in steps.
         lr, betas: Ranger settings (official: 1e-4, (0.95, 0.999)).
         anchor_samples, anchor_seed, anchor_cache_dir: S^N anchor settings (see
             ``lsap.metrics.compute_anchors``).
-        image_log_every: log an input | reconstruction grid every this many steps (0: never).
-        num_logged_images: images in that grid.
+
+    ``training_step`` and ``validation_step`` return the reconstructions (``"recon"``) for
+    :class:`~lsap.callbacks.ReconstructionGridCallback`, which logs input | reconstruction
+    grids and writes ``reconstructions.png`` next to the checkpoints.
+
+    Checkpoints hold the encoder, ``latent_avg`` and the progressive stage: the frozen
+    submodules (generator, LPIPS, ID, MoCo) come from their config sources and are left
+    out; on loading they are taken from the module as configured, and loading stays strict
+    for everything else.
     """
 
     def __init__(
@@ -87,14 +90,10 @@ class LSAP_E(LightningModule):  # noqa: N801 - the method's name in the paper
         anchor_samples: int = 100_000,
         anchor_seed: int = 0,
         anchor_cache_dir: Optional[str] = None,
-        image_log_every: int = 1000,
-        num_logged_images: int = 8,
     ) -> None:
         super().__init__()
-        generator = GeneratorSource.coerce(generator)
         self.save_hyperparameters(ignore=["encoder", "lpips", "identity", "moco", "generator"])
-        self.hparams["generator"] = generator.as_dict()  # plain data: checkpoints load with weights_only
-        self.generator = generator.build()
+        self.init_frozen_generator(generator, lpips, loss_resolution, anchor_samples, anchor_seed, anchor_cache_dir)
         self.encoder = encoder
         num_ws = getattr(encoder, "num_ws", None)
         if num_ws != self.generator.num_ws:
@@ -106,25 +105,19 @@ class LSAP_E(LightningModule):  # noqa: N801 - the method's name in the paper
         if encoder_checkpoint:
             self._load_published_encoder(encoder_checkpoint)
 
-        self.l2 = L2Loss()
-        self.lpips = lpips
         self.identity = identity
         self.moco = moco
         self.delta = DeltaRegularizer()
-        for frozen in (self.generator, self.lpips, self.identity, self.moco):
+        for frozen in (self.identity, self.moco):
             if frozen is not None:
                 frozen.eval().requires_grad_(False)
         self.loss_weights = dict(l2=l2_weight, lpips=lpips_weight, id=id_weight, moco=moco_weight,
                                  delta=delta_weight, nscd=nscd_weight)
 
-        # Anchors depend only on the generator: computed once (cached on disk), identical on
-        # every rank, and never stored in checkpoints.
-        self.anchors = compute_anchors(self.generator, num_samples=anchor_samples, seed=anchor_seed,
-                                       cache_dir=anchor_cache_dir)
-        self.nscd_loss = NSCDLoss(generator=self.generator, anchors=self.anchors)
+        # The NSCD metrics need the anchors now (training needs them at once anyway).
+        self.nscd_loss  # noqa: B018 - builds the anchors and the loss
         self.val_metrics = self._eval_metrics("val/")
         self.test_metrics = self._eval_metrics("test/")
-        self._logged_batch: dict[str, Tensor] | None = None
 
     # ---------------------------------------------------------------------------------
     def _eval_metrics(self, prefix: str) -> MetricCollection:
@@ -166,23 +159,16 @@ class LSAP_E(LightningModule):  # noqa: N801 - the method's name in the paper
         ws = self.encode(images)
         return ws, self.decode(ws)
 
-    def _pool(self, images: Tensor) -> Tensor:
-        size = self.hparams.loss_resolution
-        if images.shape[-1] == size:
-            return images
-        if images.shape[-1] > size and images.shape[-1] % size == 0:
-            return F.adaptive_avg_pool2d(images, size)
-        return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-
     def training_losses(self, batch: dict[str, Tensor], ws: Tensor, recon: Tensor, active: int) -> dict[str, Tensor]:
-        target, pred = self._pool(batch["image"]), self._pool(recon)
+        target = self.at_loss_resolution(batch["image"])
         mask = batch.get("mask")
-        if mask is not None:
-            mask = F.interpolate(mask.float(), size=pred.shape[-2:], mode="nearest")
+        mask = self.at_loss_resolution(mask) if mask is not None else None
         w = self.loss_weights
-        losses = {"l2": self.l2(pred, target, mask)}
-        if self.lpips is not None and w["lpips"]:
-            losses["lpips"] = self.lpips(pred, target, mask)
+        per_image = self.image_losses(recon, target, mask, with_lpips=bool(w["lpips"]))
+        losses = {"l2": per_image["mse"].mean()}
+        if "lpips" in per_image:
+            losses["lpips"] = per_image["lpips"].mean()
+        pred = self.at_loss_resolution(recon) if self.identity is not None or self.moco is not None else None
         if self.identity is not None and w["id"]:
             losses["id"] = self.identity(pred, target)
         if self.moco is not None and w["moco"]:
@@ -190,7 +176,7 @@ class LSAP_E(LightningModule):  # noqa: N801 - the method's name in the paper
         if w["delta"]:
             losses["delta"] = self.delta(ws, active=active)
         if w["nscd"]:
-            losses["nscd"] = self.nscd_loss(ws, active_layers=active)
+            losses["nscd"] = self.nscd_loss(ws, active_layers=active).mean()
         losses["total"] = sum(w[name] * value for name, value in losses.items())
         return losses
 
@@ -199,7 +185,7 @@ class LSAP_E(LightningModule):  # noqa: N801 - the method's name in the paper
         if hasattr(self.encoder, "progressive_stage"):
             self.encoder.progressive_stage = self.stage
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         stage = self.stage
         ws, recon = self(batch["image"])
         losses = self.training_losses(batch, ws, recon, active=stage + 1)
@@ -208,30 +194,27 @@ class LSAP_E(LightningModule):  # noqa: N801 - the method's name in the paper
                       prog_bar=False, sync_dist=False)
         self.log("train/loss", losses["total"].detach(), prog_bar=True, batch_size=batch_size)
         self.log("train/stage", float(stage), batch_size=batch_size)
-        every = self.hparams.image_log_every
-        if every and self.global_step % every == 0:
-            self._log_grid("train/reconstructions", batch["image"], recon)
-        return losses["total"]
+        return {"loss": losses["total"], "recon": recon.detach()}
 
-    def _evaluate(self, batch: dict[str, Tensor], metrics: MetricCollection) -> None:
+    def _evaluate(self, batch: dict[str, Tensor], metrics: MetricCollection) -> dict[str, Tensor]:
         ws, recon = self(batch["image"])
-        pred, target = self._pool(recon).clamp(-1, 1), self._pool(batch["image"])
-        mse = (pred - target).square().flatten(1).mean(1)
+        # Scored as displayed: the reconstruction clamped to the image range.
+        pred, target = self.at_loss_resolution(recon.clamp(-1, 1)), self.at_loss_resolution(batch["image"])
+        losses = self.image_losses(pred, target)
+        mse = losses["mse"]
         metrics["mse"].update(mse)
         # Mean of per-image PSNR, peak-to-peak 2 for [-1, 1] images (squared range 4).
         metrics["psnr"].update(10 * torch.log10(4 / mse.clamp_min(1e-10)))
         metrics["ssim"].update(pred, target)
         metrics["nscd"].update(ws)
         if "lpips" in metrics:
-            metrics["lpips"].update(self.lpips.per_sample(pred, target))
+            metrics["lpips"].update(losses["lpips"])
         if "id_similarity" in metrics:
             metrics["id_similarity"].update(self.identity.loss_and_similarity(pred, target)[1])
-        if self._logged_batch is None:
-            n = self.hparams.num_logged_images
-            self._logged_batch = {"image": batch["image"][:n].detach(), "recon": recon[:n].detach()}
+        return {"recon": recon.detach()}
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, self.val_metrics)
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        return self._evaluate(batch, self.val_metrics)
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, self.test_metrics)
@@ -243,14 +226,9 @@ class LSAP_E(LightningModule):  # noqa: N801 - the method's name in the paper
 
     def on_validation_epoch_end(self) -> None:
         self._log_metrics(self.val_metrics)
-        if self._logged_batch is not None:
-            self._log_grid("val/reconstructions", self._logged_batch["image"], self._logged_batch["recon"])
 
     def on_test_epoch_end(self) -> None:
         self._log_metrics(self.test_metrics)
-
-    def on_validation_epoch_start(self) -> None:
-        self._logged_batch = None
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> InversionPrediction:
         """Encoder inversion, in the format ``lsap.callbacks.InversionWriter`` writes;
@@ -260,49 +238,37 @@ class LSAP_E(LightningModule):  # noqa: N801 - the method's name in the paper
             return out
         index = torch.tensor(todo, device=batch["image"].device)
         images = batch["image"].index_select(0, index)
+        mask = batch.get("mask")
+        mask = self.at_loss_resolution(mask.index_select(0, index)) if mask is not None else None
         ws, recon = self(images)
-        pred, target = self._pool(recon), self._pool(images)
-        losses = {"mse": (pred - target).square().flatten(1).mean(1)}
-        if self.lpips is not None:
-            losses["lpips"] = self.lpips.per_sample(pred, target)
-        layers = nscd_distances(self.nscd_loss.affines(ws), self.nscd_loss.anchor_tensors)
+        losses = self.image_losses(recon, self.at_loss_resolution(images), mask)
+        layers = self.nscd_loss.alignment.distances(ws)
         out.update(ws=ws.detach(), image=recon.detach().clamp(-1, 1), losses=losses, nscd=layers.mean(1).float(),
                    nscd_layers=layers.float(),
-                   meta={"method": "lsap_e", "generator_hash": self.anchors.generator_hash})
+                   meta={"method": "lsap_e", "generator_hash": self.generator_hash})
         return out
 
     # ---------------------------------------------------------------------------------
-    def _log_grid(self, tag: str, inputs: Tensor, recon: Tensor) -> None:
-        if self.trainer is None or not self.trainer.is_global_zero:
-            return
-        n = self.hparams.num_logged_images
-        grid = image_grid([inputs[:n], recon[:n]])
-        for logger in self.loggers:
-            log_image_grid(logger, tag, grid, self.global_step)
-
-    def on_fit_end(self) -> None:
-        """Write a PNG of inputs | reconstructions next to the checkpoints."""
-        if not self.trainer.is_global_zero or self._logged_batch is None:
-            return
-        ckpt = self.trainer.checkpoint_callback
-        folder = Path(ckpt.dirpath) if ckpt is not None and ckpt.dirpath else Path(self.trainer.default_root_dir)
-        rows = [self._logged_batch["image"], self._logged_batch["recon"]]
-        upscale = max(1, 128 // rows[0].shape[-1])  # small demo images stay visible
-        save_image_grid(image_grid(rows, upscale=upscale), folder / "reconstructions.png")
-
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return Ranger(self.encoder.parameters(), lr=self.hparams.lr, betas=tuple(self.hparams.betas))
 
-    # The frozen generator comes from its config source; checkpoints carry the encoder only.
+    def frozen_prefixes(self) -> tuple[str, ...]:
+        """State-dict prefixes of the frozen submodules (parameters, none trainable), which
+        are rebuilt from their config sources and left out of checkpoints."""
+        return tuple(f"{name}." for name, child in self.named_children()
+                     if any(True for _ in child.parameters()) and not any(p.requires_grad for p in child.parameters()))
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
-                                    if not k.startswith(("generator.", "lpips.", "identity.", "moco."))}
+        frozen = self.frozen_prefixes()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(frozen)}
         checkpoint["lsap_progressive_stage"] = self.stage
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        own = self.state_dict()
-        for key, value in own.items():
-            if key.startswith(("generator.", "lpips.", "identity.", "moco.")):
+        # Frozen parts are absent on purpose: take them from the configured module, so that
+        # strict loading still catches anything else that is missing.
+        frozen = self.frozen_prefixes()
+        for key, value in self.state_dict().items():
+            if key.startswith(frozen):
                 checkpoint["state_dict"].setdefault(key, value)
         stage = checkpoint.get("lsap_progressive_stage")
         if stage is not None and hasattr(self.encoder, "progressive_stage"):

@@ -32,15 +32,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from lightning.pytorch import LightningModule
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from lsap.losses import L2Loss, LPIPSLoss, NoiseRegularizer, normalize_noise_
+from lsap.losses import LPIPSLoss, NoiseRegularizer, normalize_noise_
 from lsap.losses.reconstruction import to_resolution
-from lsap.modules.generator_stats import FrozenGeneratorStats
-from lsap.metrics import nscd_distances
-from lsap.model import Generator, GeneratorSource
+from lsap.model import GeneratorSource
+from lsap.modules.base import FrozenGeneratorModule
 from lsap.model.sampling import derive_seed
 from lsap.results import InversionPrediction, batch_names, split_pending
 
@@ -94,7 +92,7 @@ class InversionResult:
     nscd_layers: Tensor  # [B, num_ws]
 
 
-class LSAP_O(FrozenGeneratorStats, LightningModule):
+class LSAP_O(FrozenGeneratorModule):
     """Per-image optimisation of W / W+ codes and noise maps, with the NSCD loss.
 
     Use with ``Trainer(inference_mode=False).predict(...)`` on an image data module and
@@ -156,12 +154,8 @@ class LSAP_O(FrozenGeneratorStats, LightningModule):
         if lpips is None and lambda_lpips != 0:
             # No perceptual network configured: only the other terms remain.
             lambda_lpips = 0.0
-        generator = GeneratorSource.coerce(generator)
         self.save_hyperparameters(ignore=["lpips", "generator"])
-        self.hparams["generator"] = generator.as_dict()  # plain data: checkpoints load with weights_only
-        self.generator: Generator = generator.build().eval().requires_grad_(False)
-        self.lpips = lpips.requires_grad_(False) if lpips is not None else None
-        self.l2 = L2Loss(reduction="none")
+        self.init_frozen_generator(generator, lpips, loss_resolution, anchor_samples, anchor_seed, anchor_cache_dir)
         self.noise_regularizer = NoiseRegularizer(reduction="none")
         self.space: LatentSpace = space
         self.num_steps = num_steps
@@ -172,8 +166,6 @@ class LSAP_O(FrozenGeneratorStats, LightningModule):
         self.lambda_nscd, self.lambda_noise = lambda_nscd, lambda_noise
         self.optimize_noise = optimize_noise
         self.w_std_samples = w_std_samples
-        self.anchor_samples, self.anchor_seed, self.anchor_cache_dir = anchor_samples, anchor_seed, anchor_cache_dir
-        self.loss_resolution = loss_resolution
         self.seed = seed
         self.progress = progress
         self._w_std: float | None = None
@@ -217,18 +209,6 @@ class LSAP_O(FrozenGeneratorStats, LightningModule):
     def _generators(self, names: list[str]) -> list[torch.Generator]:
         return [torch.Generator().manual_seed(derive_seed(self.seed, "lsap_o", name)) for name in names]
 
-    @property
-    def image_loss_resolution(self) -> int:
-        return self.loss_resolution or self.generator.resolution
-
-    def _image_losses(self, synth: Tensor, target: Tensor, mask: Tensor | None) -> dict[str, Tensor]:
-        """Per-image losses; ``target`` and ``mask`` are already at the loss resolution."""
-        synth = to_resolution(synth, self.image_loss_resolution)
-        losses = {"mse": self.l2(synth, target, mask)}
-        if self.lpips is not None:
-            losses["lpips"] = self.lpips.per_sample(synth, target, mask)
-        return losses
-
     def _total(self, losses: dict[str, Tensor]) -> Tensor:
         total = self.lambda_mse * losses["mse"] + self.lambda_nscd * losses["nscd_loss"]
         if "lpips" in losses:
@@ -253,9 +233,8 @@ class LSAP_O(FrozenGeneratorStats, LightningModule):
         G = self.generator
         device = G.w_avg.device
         batch = images.shape[0]
-        target = to_resolution(images.to(device=device, dtype=torch.float32), self.image_loss_resolution)
-        if mask is not None:
-            mask = to_resolution(mask.to(device=device, dtype=torch.float32), self.image_loss_resolution)
+        target = self.at_loss_resolution(images)
+        mask = self.at_loss_resolution(mask) if mask is not None else None
         rngs = self._generators(names)
         nscd_loss, w_std = self.nscd_loss, self.w_std
 
@@ -285,7 +264,7 @@ class LSAP_O(FrozenGeneratorStats, LightningModule):
                     draws = torch.stack([torch.randn(w_opt.shape[1:], generator=g) for g in rngs]).to(device)
                     codes = w_opt + draws * scale
                 synth = G.synthesis(codes.expand(-1, G.num_ws, -1), noise=noise)
-                losses = self._image_losses(synth, target, mask)
+                losses = self.image_losses(synth, target, mask)
                 losses["nscd_loss"] = nscd_loss(w_opt.expand(-1, G.num_ws, -1))
                 if self.optimize_noise:
                     losses["noise_reg"] = self.noise_regularizer(noise)
@@ -304,12 +283,11 @@ class LSAP_O(FrozenGeneratorStats, LightningModule):
             ws = w_opt.detach().expand(-1, G.num_ws, -1).contiguous()
             noise = [n.detach() for n in noise]
             image = G.synthesis(ws, noise=noise)
-            losses = self._image_losses(image, target, mask)
+            losses = self.image_losses(image, target, mask)
             losses["nscd_loss"] = nscd_loss(ws)
             if self.optimize_noise:
                 losses["noise_reg"] = self.noise_regularizer(noise)
             losses["total"] = self._total(losses)
-            styles = nscd_loss.affines(ws, dtype=torch.float32)
-            layers = nscd_distances(styles, nscd_loss.anchor_tensors, torch.float32)
+            layers = nscd_loss.alignment.distances(ws, torch.float32)
         return InversionResult(ws=ws, noise=noise if self.optimize_noise else None, image=image, losses={k: v.detach() for k, v in losses.items()},
                                nscd=layers.mean(dim=1), nscd_layers=layers)

@@ -24,17 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch import LightningModule
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from lsap.losses import L2Loss, LocalityRegularizer, LPIPSLoss
-from lsap.losses.reconstruction import to_resolution
-from lsap.modules.generator_stats import FrozenGeneratorStats
-from lsap.metrics import nscd_distances
+from lsap.losses import LocalityRegularizer, LPIPSLoss
 from lsap.model import Generator, GeneratorSource
 from lsap.model.sampling import derive_seed
 from lsap.model.delta import DELTA_DTYPES, DeltaDtype, apply_delta, load_delta, make_delta
+from lsap.modules.base import FrozenGeneratorModule
 from lsap.modules.lsap_o import require_grad_mode
 from lsap.results import InversionPrediction, InversionResults, batch_names, split_pending
 
@@ -44,7 +41,7 @@ __all__ = ["PTI"]
 apply_pti_delta, load_pti_delta, make_pti_delta = apply_delta, load_delta, make_delta
 
 # ----- the module ------------------------------------------------------------------------------
-class PTI(FrozenGeneratorStats, LightningModule):
+class PTI(FrozenGeneratorModule):
     """Pivotal tuning of the generator per image, around pivots from an earlier run.
 
     Use with ``Trainer(inference_mode=False).predict(...)`` on the same image data module
@@ -101,14 +98,10 @@ class PTI(FrozenGeneratorStats, LightningModule):
             raise ValueError(f"num_steps must be >= 0, got {num_steps}")
         if delta_dtype not in DELTA_DTYPES:
             raise ValueError(f"delta_dtype must be one of {sorted(DELTA_DTYPES)}, got {delta_dtype!r}")
-        generator = GeneratorSource.coerce(generator)
         self.save_hyperparameters(ignore=["lpips", "generator", "locality"])
+        self.init_frozen_generator(generator, lpips, loss_resolution, anchor_samples, anchor_seed, anchor_cache_dir)
         # Plain data: checkpoints load with weights_only.
-        self.hparams["generator"] = generator.as_dict()
         self.hparams["locality"] = locality.settings() if locality is not None else None
-        self.generator: Generator = generator.build().eval().requires_grad_(False)
-        self.lpips = lpips.requires_grad_(False) if lpips is not None else None
-        self.l2 = L2Loss(reduction="none")
         self.pivots_dir = Path(pivots_dir)
         self.pivots = InversionResults(self.pivots_dir)
         self.input_root = input_root
@@ -118,23 +111,13 @@ class PTI(FrozenGeneratorStats, LightningModule):
         self.locality = locality
         self.use_pivot_noise = use_pivot_noise
         self.delta_dtype: DeltaDtype = delta_dtype
-        self.loss_resolution = loss_resolution
-        self.anchor_samples, self.anchor_seed, self.anchor_cache_dir = anchor_samples, anchor_seed, anchor_cache_dir
         self.seed = seed
         self.progress = progress
-        # Lazily built caches (not submodules: derived from the generator, never saved).
-        self._tuned: Generator | None = None
 
     # ----- helpers ------------------------------------------------------------------------
     def _working_copy(self) -> Generator:
-        """The generator being tuned, reset to the original weights."""
-        device = self.generator.w_avg.device
-        if self._tuned is None:
-            object.__setattr__(self, "_tuned", copy.deepcopy(self.generator))
-        tuned = self._tuned
-        tuned.to(device)
-        tuned.load_state_dict(self.generator.state_dict())
-        tuned.requires_grad_(False)
+        """A fresh copy of the generator to tune (one per image, never a submodule)."""
+        tuned = copy.deepcopy(self.generator)
         tuned.synthesis_network.requires_grad_(True)
         return tuned
 
@@ -155,14 +138,6 @@ class PTI(FrozenGeneratorStats, LightningModule):
                              f"[{self.generator.num_ws}, {self.generator.w_dim}]")
         return pivot
 
-    def _image_losses(self, synth: Tensor, target: Tensor, mask: Tensor | None) -> dict[str, Tensor]:
-        resolution = self.loss_resolution or self.generator.resolution
-        synth = to_resolution(synth, resolution)
-        losses = {"mse": self.l2(synth, target, mask)}
-        if self.lpips is not None:
-            losses["lpips"] = self.lpips.per_sample(synth, target, mask)
-        return losses
-
     # ----- tuning -------------------------------------------------------------------------
     def tune(self, image: Tensor, pivot_ws: Tensor, name: str, noise: list[Tensor] | None = None,
              mask: Tensor | None = None, description: str = "PTI") -> dict[str, Any]:
@@ -173,15 +148,15 @@ class PTI(FrozenGeneratorStats, LightningModule):
         require_grad_mode(type(self).__name__)
         G = self.generator
         device = G.w_avg.device
-        resolution = self.loss_resolution or G.resolution
-        target = to_resolution(image.to(device=device, dtype=torch.float32), resolution)
-        mask = to_resolution(mask.to(device=device, dtype=torch.float32), resolution) if mask is not None else None
+        resolution = self.image_loss_resolution
+        target = self.at_loss_resolution(image)
+        mask = self.at_loss_resolution(mask) if mask is not None else None
         pivot = pivot_ws.to(device=device, dtype=torch.float32)
         noise = [n.to(device) for n in noise] if noise is not None else None
         rng = torch.Generator().manual_seed(derive_seed(self.seed, "pti", name))
         tuned = self._working_copy()
         with torch.no_grad():
-            before = self._image_losses(G.synthesis(pivot, noise=noise), target, mask)
+            before = self.image_losses(G.synthesis(pivot, noise=noise), target, mask)
 
         steps = 0
         with torch.enable_grad():
@@ -190,7 +165,7 @@ class PTI(FrozenGeneratorStats, LightningModule):
             bar = tqdm(range(self.num_steps), desc=description, leave=False, dynamic_ncols=True,
                        disable=not self.progress or self.global_rank != 0)
             for step in bar:
-                losses = self._image_losses(tuned.synthesis(pivot, noise=noise), target, mask)
+                losses = self.image_losses(tuned.synthesis(pivot, noise=noise), target, mask)
                 if self.early_stop_lpips is not None and float(losses["lpips"].detach()) <= self.early_stop_lpips:
                     break
                 loss = self.lambda_l2 * losses["mse"].sum()
@@ -209,7 +184,7 @@ class PTI(FrozenGeneratorStats, LightningModule):
         apply_delta(G, delta, into=tuned, check_fingerprint=False)
         with torch.no_grad():
             reconstruction = tuned.synthesis(pivot, noise=noise)
-            after = self._image_losses(reconstruction, target, mask)
+            after = self.image_losses(reconstruction, target, mask)
         delta["ws"] = pivot[0].detach().cpu().clone()
         delta["noise"] = [n.detach().cpu().clone() for n in noise] if noise is not None else None
         losses_out = {**after, **{f"{k}_pivot": v for k, v in before.items()},
@@ -241,8 +216,7 @@ class PTI(FrozenGeneratorStats, LightningModule):
         ws = torch.cat(codes)
         nscd_loss = self.nscd_loss
         with torch.no_grad():
-            layers = nscd_distances(nscd_loss.affines(ws, dtype=torch.float32), nscd_loss.anchor_tensors,
-                                    torch.float32)
+            layers = nscd_loss.alignment.distances(ws, torch.float32)
         out.update(
             ws=ws,
             image=torch.cat(images).clamp(-1, 1),

@@ -22,13 +22,12 @@ from lsap.align import (
     align_face,
     align_folder,
     ffhq_quad,
-    _reflect_pad_and_soften,
     five_point_landmarks_from_68,
-    load_rgb_image,
     main_align,
     select_face,
-    to_rgb,
 )
+from lsap.align.geometry import _reflect_pad_and_soften
+from lsap.data.images import load_rgb, to_rgb8
 
 # Canonical face in "face units": eye midpoint at the origin, eyes level, y pointing down.
 # Order: left eye, right eye, nose, left mouth corner, right mouth corner (as in MTCNN).
@@ -86,7 +85,7 @@ def render_face(
 
 def locate_dots(image: Image.Image, tolerance: float = 60.0) -> np.ndarray:
     """Centroids (x, y in pixel-index coordinates) of the five coloured dots; NaN if absent."""
-    pixels = np.asarray(to_rgb(image), dtype=np.float64)
+    pixels = np.asarray(to_rgb8(image), dtype=np.float64)
     rows, cols = np.mgrid[0 : pixels.shape[0], 0 : pixels.shape[1]]
     centroids = np.full((5, 2), np.nan)
     for index, colour in enumerate(DOT_COLOURS):
@@ -301,13 +300,13 @@ def _encode(image: Image.Image, format: str = "PNG") -> bytes:
     ids=["uint16", "L", "RGBA-transparent", "RGBA-opaque", "CMYK", "float"],
 )
 def test_images_of_any_mode_become_rgb(tmp_path: Path, image: Image.Image, expected_rgb: tuple[int, int, int]) -> None:
-    converted = to_rgb(image)
+    converted = to_rgb8(image)
     assert converted.mode == "RGB"
     np.testing.assert_allclose(np.asarray(converted)[0, 0], expected_rgb, atol=1)
     if image.mode in ("I;16", "L", "RGBA"):  # modes PNG stores: also via the file loader
         path = tmp_path / "image.png"
         path.write_bytes(_encode(image))
-        np.testing.assert_allclose(np.asarray(load_rgb_image(path))[0, 0], expected_rgb, atol=1)
+        np.testing.assert_allclose(np.asarray(load_rgb(path))[0, 0], expected_rgb, atol=1)
 
 
 # --------------------------------------------------------------------------------------

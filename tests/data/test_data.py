@@ -515,3 +515,12 @@ def test_default_workers_follow_the_usable_cores() -> None:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     assert default_num_workers() == max(1, min(8, cores)) == ImageDataModule(predict_dir=".").num_workers
     assert default_num_workers(limit=1) == 1
+
+
+def test_float_images_with_nan_and_infinity_become_finite_rgb() -> None:
+    from lsap.data.images import to_rgb8
+
+    values = np.array([[np.nan, 0.5], [np.inf, -np.inf]], dtype=np.float32)
+    converted = np.asarray(to_rgb8(Image.fromarray(values, "F")))
+    assert converted.shape == (2, 2, 3)
+    assert converted[..., 0].tolist() == [[0, 128], [255, 0]]

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lsap.losses.nscd import NSCDLoss
-from lsap.metrics import NSCD, Anchors, StyleAffines, compute_anchors
+from lsap.metrics import NSCD, Anchors, StyleAlignment, compute_anchors
 from lsap.model import Generator
 from conftest import small_source
 
@@ -69,10 +69,10 @@ def test_metric_matches_hand_computation(random_anchors: Anchors, layers: str) -
     for styles in batches:
         metric.update(styles)
     expected = torch.cat([by_hand(s, random_anchors.select(layers)) for s in batches])  # [8, L]
-    torch.testing.assert_close(metric.per_layer(), expected.mean(0))
+    torch.testing.assert_close(metric.compute_per_layer(), expected.mean(0))
     torch.testing.assert_close(metric.compute(), expected.mean())
     assert metric.compute().dtype == torch.float64
-    assert metric.per_layer().shape == (len(random_anchors.select(layers)),)
+    assert metric.compute_per_layer().shape == (len(random_anchors.select(layers)),)
     assert metric.layer_names == [layer.name for layer in random_anchors.layers_for(layers)]
 
 
@@ -86,7 +86,7 @@ def test_metric_is_invariant_to_positive_scaling(random_anchors: Anchors) -> Non
     for variant in (scaled, per_image_scaled):
         metric = NSCD(anchors=random_anchors)
         metric.update(variant)
-        torch.testing.assert_close(metric.per_layer(), reference.per_layer())
+        torch.testing.assert_close(metric.compute_per_layer(), reference.compute_per_layer())
 
 
 def test_codes_and_styles_give_the_same_value(generator: Generator, anchors: Anchors) -> None:
@@ -98,7 +98,7 @@ def test_codes_and_styles_give_the_same_value(generator: Generator, anchors: Anc
         from_styles = NSCD(anchors=anchors, layers=layers)
         with torch.no_grad():
             from_styles.update(styles_of(ws))
-        torch.testing.assert_close(from_codes.per_layer(), from_styles.per_layer(), atol=1e-6, rtol=0)
+        torch.testing.assert_close(from_codes.compute_per_layer(), from_styles.compute_per_layer(), atol=1e-6, rtol=0)
     # W codes are broadcast to every layer.
     w = mapped(generator, 4, seed=7)
     from_w, from_wplus = NSCD(generator=generator, anchors=anchors), NSCD(generator=generator, anchors=anchors)
@@ -174,7 +174,7 @@ def test_metric_dtypes(generator: Generator, anchors: Anchors) -> None:
     torch.testing.assert_close(low.compute(), reference.compute(), atol=5e-3, rtol=0)
     as_float32 = NSCD(generator=generator, anchors=anchors).set_dtype(torch.float32)
     as_float32.update(w)
-    assert as_float32.distance_sum.dtype == torch.float32 and as_float32.anchor_tensors[0].dtype == torch.float32
+    assert as_float32.distance_sum.dtype == torch.float32 and as_float32.alignment.anchors.dtype == torch.float32
     torch.testing.assert_close(as_float32.compute().double(), reference.compute(), atol=1e-6, rtol=0)
 
 
@@ -194,20 +194,39 @@ def test_checkpoints_hold_the_generator_once_and_everything_moves(generator: Gen
     assert keys == {f"generator.{k}" for k in module.generator.state_dict()}
     assert module.nscd.state_dict() == {} and module.nscd_loss.state_dict() == {}
     module.to("meta")  # every tensor the metric and loss use must follow .to()
-    for tensors in (module.nscd.anchor_tensors, module.nscd_loss.anchor_tensors,
-                    list(module.nscd.affines.buffers()), list(module.nscd_loss.affines.buffers()),
+    for tensors in (list(module.nscd.alignment.buffers()), list(module.nscd_loss.alignment.buffers()),
                     [module.nscd.distance_sum, module.nscd.num_images]):
         assert tensors and all(t.device.type == "meta" for t in tensors)
 
 
-def test_style_affines_match_generator(generator: Generator) -> None:
-    affines = StyleAffines(generator, generator.lsap_style_indices)
+@pytest.mark.parametrize("layers", ["lsap", "full"])
+def test_style_alignment_matches_generator(generator: Generator, anchors: Anchors, layers: str) -> None:
+    alignment = StyleAlignment(anchors, layers, generator)
     ws = torch.randn(3, generator.num_ws, generator.w_dim, generator=torch.Generator().manual_seed(13))
     with torch.no_grad():
-        expected = generator.lsap_styles(ws)
-    for got, want in zip(affines(ws), expected):
-        torch.testing.assert_close(got, want)
-    assert affines.state_dict() == {}
+        expected = generator.lsap_styles(ws) if layers == "lsap" else generator.styles(ws)
+    got = alignment.styles(ws)
+    assert len(got) == len(expected)
+    for style, want in zip(got, expected):
+        torch.testing.assert_close(style, want)
+    for anchor, want in zip(alignment.anchor_list(), anchors.select(layers)):
+        torch.testing.assert_close(anchor, want.float())
+    # Padded stacking changes nothing: per-layer values equal an independent computation.
+    cosines = torch.stack([F.cosine_similarity(s.double(), mu.double()[None], dim=1)
+                           for s, mu in zip(expected, anchors.select(layers))], dim=1)
+    torch.testing.assert_close(alignment.cosines(ws, torch.float64), cosines, atol=1e-6, rtol=0)
+    assert alignment.state_dict() == {}
+
+
+def test_style_alignment_stays_float32_under_autocast(generator: Generator, anchors: Anchors) -> None:
+    alignment = StyleAlignment(anchors, "lsap", generator)
+    ws = mapped(generator, 2, seed=23)
+    reference = alignment.distances(ws, torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        styles = alignment.styles(ws, torch.float32)
+        under = alignment.distances(ws, torch.float32)
+    assert all(s.dtype == torch.float32 for s in styles) and under.dtype == torch.float32
+    torch.testing.assert_close(under, reference)
 
 
 # ----------------------------------------------------------------------------------------
@@ -323,7 +342,7 @@ def test_cuda_matches_cpu(generator: Generator, anchors: Anchors) -> None:
         torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
     ws = mapped(generator, 8, seed=22)
     cpu_metric, gpu_metric = NSCD(generator=generator, anchors=anchors), NSCD(generator=on_gpu, anchors=anchors)
-    assert gpu_metric.device.type == "cuda" and gpu_metric.anchor_tensors[0].device.type == "cuda"
+    assert gpu_metric.device.type == "cuda" and gpu_metric.alignment.anchors.device.type == "cuda"
     cpu_metric.update(ws)
     gpu_metric.update(ws.cuda())
     torch.testing.assert_close(gpu_metric.compute().cpu(), cpu_metric.compute(), atol=1e-6, rtol=0)

@@ -57,7 +57,7 @@ def worker(rank: int, port: int, cache_dir: str, out_dir: str) -> None:
         metric.update(mine[2:])
         gathered = [torch.zeros_like(anchors.full[0]) for _ in range(WORLD_SIZE)]
         dist.all_gather(gathered, anchors.full[0])
-        torch.save({"compute": metric.compute(), "per_layer": metric.per_layer(),
+        torch.save({"compute": metric.compute(), "per_layer": metric.compute_per_layer(),
                     "local_images": metric.num_images.clone(), "anchors_rank0": gathered[0],
                     "anchors_rank1": gathered[1]}, Path(out_dir) / f"rank{rank}.pt")
     finally:
@@ -91,4 +91,4 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
         torch.testing.assert_close(result["anchors_rank0"], result["anchors_rank1"], atol=0, rtol=0)
         torch.testing.assert_close(result["anchors_rank0"], anchors.full[0], atol=0, rtol=0)
         torch.testing.assert_close(result["compute"], single.compute(), atol=1e-12, rtol=0)
-        torch.testing.assert_close(result["per_layer"], single.per_layer(), atol=1e-12, rtol=0)
+        torch.testing.assert_close(result["per_layer"], single.compute_per_layer(), atol=1e-12, rtol=0)

@@ -53,7 +53,7 @@ def test_training_step_loss_terms_and_gradients(tmp_path):
     w = module.loss_weights
     expected = sum(w[k] * losses[k] for k in ("l2", "delta", "nscd"))
     torch.testing.assert_close(losses["total"], expected)
-    torch.testing.assert_close(losses["nscd"], module.nscd_loss(ws, active_layers=3))
+    torch.testing.assert_close(losses["nscd"], module.nscd_loss(ws, active_layers=3).mean())
     losses["total"].backward()
     assert all(p.grad is None for p in g.parameters()), "the generator is frozen"
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.encoder.parameters())
@@ -66,6 +66,15 @@ def test_checkpoint_keeps_the_encoder_and_stage_only(tmp_path):
     assert not any(k.startswith("generator.") for k in ckpt["state_dict"])
     assert any(k.startswith("encoder.") for k in ckpt["state_dict"])
     assert ckpt["lsap_progressive_stage"] == progressive_stage(0, 8, start=0, every=2) == 1
+    assert module.frozen_prefixes() == ("generator.",)
+    # Loading fills the frozen part back from the configured module; strict loading still
+    # catches a missing encoder entry.
+    module.on_load_checkpoint(ckpt)
+    module.load_state_dict(ckpt["state_dict"])
+    broken = {"state_dict": {k: v for k, v in ckpt["state_dict"].items() if not k.startswith("encoder.")}}
+    module.on_load_checkpoint(broken)
+    with pytest.raises(RuntimeError, match="Missing key"):
+        module.load_state_dict(broken["state_dict"])
 
 
 def run_cli(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -50,7 +50,7 @@ def test_lsap_e_training_steps_under_bf16_lower_the_loss(tmp_path: Path):
     for _ in range(6):
         with bf16():
             ws = module.encode(batch["image"])
-            losses = module._losses(batch, ws, module.decode(ws), active=3)
+            losses = module.training_losses(batch, ws, module.decode(ws), active=3)
         assert torch.isfinite(losses["total"])
         opt.zero_grad()
         losses["total"].float().backward()

@@ -1,0 +1,105 @@
+"""What the inversion modules (LSAP_E, LSAP_O, PTI) share: a frozen generator built from
+its config source, the NSCD loss of its S^N anchors, and per-image image losses compared
+at one loss resolution with one resizing rule (:func:`lsap.losses.reconstruction.to_resolution`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import Tensor
+
+from lsap.losses import L2Loss, LPIPSLoss
+from lsap.losses.nscd import NSCDLoss
+from lsap.losses.reconstruction import to_resolution
+from lsap.metrics.anchors import Anchors, compute_anchors, generator_fingerprint
+from lsap.model import Generator, GeneratorSource
+
+__all__ = ["FrozenGeneratorModule"]
+
+
+class FrozenGeneratorModule(LightningModule):
+    """Base of the inversion modules.
+
+    Subclasses call :meth:`init_frozen_generator` from ``__init__`` right after
+    ``save_hyperparameters`` (which must leave out ``generator`` and ``lpips``). Then:
+
+    * ``self.generator`` is the frozen generator, and ``hparams["generator"]`` its source as
+      plain data (checkpoints load with ``weights_only=True``);
+    * ``self.anchors`` and ``self.nscd_loss`` (per image, official form, LSAP layers) are
+      built on first use from the anchor settings; the loss then is an ordinary submodule
+      whose buffers are non-persistent, so it follows ``.to()`` and never enters a checkpoint;
+    * :meth:`image_losses` gives per-image ``mse`` (and ``lpips``) at ``image_loss_resolution``.
+    """
+
+    generator: Generator
+    lpips: LPIPSLoss | None
+
+    def init_frozen_generator(
+        self,
+        generator: GeneratorSource | dict[str, Any] | str,
+        lpips: LPIPSLoss | None,
+        loss_resolution: int | None,
+        anchor_samples: int,
+        anchor_seed: int,
+        anchor_cache_dir: str | None,
+    ) -> None:
+        source = GeneratorSource.coerce(generator)
+        self.hparams["generator"] = source.as_dict()  # plain data: checkpoints load with weights_only
+        self.generator = source.build().eval().requires_grad_(False)
+        self.lpips = lpips.eval().requires_grad_(False) if lpips is not None else None
+        self.l2 = L2Loss(reduction="none")
+        self.loss_resolution = loss_resolution
+        self.anchor_samples, self.anchor_seed, self.anchor_cache_dir = anchor_samples, anchor_seed, anchor_cache_dir
+        self._anchors: Anchors | None = None
+        self._generator_hash: str | None = None
+
+    # ----- derived from the generator alone -------------------------------------------------
+    @property
+    def generator_hash(self) -> str:
+        """Fingerprint of the generator's weights (ties outputs to the generator they need)."""
+        if self._generator_hash is None:
+            self._generator_hash = generator_fingerprint(self.generator)
+        return self._generator_hash
+
+    @property
+    def anchors(self) -> Anchors:
+        """The generator's S^N anchors (computed once, cached on disk, identical on every rank)."""
+        if self._anchors is None:
+            self._anchors = compute_anchors(self.generator, num_samples=self.anchor_samples, seed=self.anchor_seed,
+                                            cache_dir=self.anchor_cache_dir)
+        return self._anchors
+
+    @property
+    def nscd_loss(self) -> NSCDLoss:
+        """Per-image NSCD loss (``[B]``, official form, LSAP layers) on the generator's
+        device; its anchors are also those of the reported NSCD."""
+        loss = self._modules.get("nscd")
+        if loss is None:
+            loss = NSCDLoss(self.generator, anchors=self.anchors, reduction="none")
+            self.nscd = loss  # a submodule from now on: follows .to(), adds nothing to checkpoints
+        return loss
+
+    # ----- image losses ---------------------------------------------------------------------
+    @property
+    def image_loss_resolution(self) -> int:
+        return self.loss_resolution or self.generator.resolution
+
+    def at_loss_resolution(self, images: Tensor) -> Tensor:
+        """Targets or masks ``[B, C, H, W]`` on the generator's device, in float32, at the
+        loss resolution."""
+        images = images.to(device=self.generator.w_avg.device, dtype=torch.float32)
+        return to_resolution(images, self.image_loss_resolution)
+
+    def image_losses(self, synth: Tensor, target: Tensor, mask: Tensor | None = None,
+                     with_lpips: bool = True) -> dict[str, Tensor]:
+        """Per-image ``mse`` and (when configured and ``with_lpips``) ``lpips``, each ``[B]``,
+        of generator output ``synth`` against ``target``; ``target`` and ``mask`` are already at
+        the loss resolution (see :meth:`at_loss_resolution`)."""
+        synth = to_resolution(synth, self.image_loss_resolution)
+        losses = {"mse": self.l2(synth, target, mask)}
+        if self.lpips is not None and with_lpips:
+            losses["lpips"] = self.lpips.per_sample(synth, target, mask)
+        return losses
