@@ -211,7 +211,7 @@ class LSAP_E(FrozenGeneratorModule):  # noqa: N801 - the method's name in the pa
             metrics["lpips"].update(losses["lpips"])
         if "id_similarity" in metrics:
             metrics["id_similarity"].update(self.identity.loss_and_similarity(pred, target)[1])
-        return {"recon": recon.detach()}
+        return {"recon": recon.detach(), "ws": ws.detach()}
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         return self._evaluate(batch, self.val_metrics)
