@@ -100,7 +100,7 @@ def test_demo_config_trains_a_few_steps_on_generator_samples_and_validates_on_re
     root = tmp_path / "run"
     direction = tmp_path / "sneaker_to_boot.pt"
     save_direction(Direction(torch.randn(256, generator=torch.Generator().manual_seed(0)), name="test"), direction)
-    run(["-m", "lsap", "fit", "--config", str(REPO / "configs" / "demo.yaml"),
+    run(["-m", "lsap", "fit", "--config", str(REPO / "configs" / "demo_fashion32.yaml"),
          "--trainer.callbacks+=lsap.callbacks.EditGridCallback", f"--trainer.callbacks.directions=[{direction}]",
          "--trainer.callbacks.save_dir", str(tmp_path / "edits"),
          "--model.init_args.generator", generator, "--data.init_args.train_generator", generator,
