@@ -146,7 +146,7 @@ def bench_lsap_e(device, precision, batch, tiny, warmup, iters, cache_dir) -> di
     def step():
         with autocast(device, precision):
             ws = module.encode(images)
-            losses = module._losses(batch_dict, ws, module.decode(ws), active=g.num_ws)
+            losses = module.training_losses(batch_dict, ws, module.decode(ws), active=g.num_ws)
         opt.zero_grad(set_to_none=True)
         losses["total"].float().backward()
         opt.step()
