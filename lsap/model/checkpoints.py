@@ -114,8 +114,10 @@ def builtin_generator_path(name: str | Path) -> str | Path:
     if isinstance(name, str) and name in BUILTIN_GENERATORS and not Path(name).exists():
         asset = Path(__file__).resolve().parent.parent / "assets" / BUILTIN_GENERATORS[name]
         if not asset.is_file():
-            raise FileNotFoundError(f"built-in generator '{name}' is not installed: '{asset}' is missing. It ships "
-                                    "with lsap's package data; reinstall lsap or pass a checkpoint path instead.")
+            raise FileNotFoundError(
+                f"built-in generator '{name}' is not in this installation ('{asset}' is missing): pass a "
+                f"checkpoint path instead, or train one (configs/stylegan2_{name}.yaml) and convert its G_ema "
+                f"with `lsap convert`")
         return asset
     return name
 
