@@ -40,7 +40,7 @@ from lsap.callbacks import InversionWriter
 from lsap.data import SHIPPED_SAMPLES_DIR, FashionSamplesDataModule, FashionSamplesDataset
 from lsap.editing import load_direction
 from lsap.editing._shared import apply_delta, result_files
-from lsap.editing.cli import load_generator_spec
+from lsap.model.source import generator_from_spec
 from lsap.encoders import Encoder4Editing
 from lsap.encoders.checkpoints import save_e4e_checkpoint
 from lsap.evaluation import evaluate
@@ -88,7 +88,7 @@ def generator_file(spec: str, output: Path) -> Path:
     """A file for the generator spec (JSON GeneratorSource specs are written once to ``output``)."""
     if spec.strip().startswith("{"):
         path = output / "generator.safetensors"
-        save_generator(load_generator_spec(spec), path)
+        save_generator(generator_from_spec(spec), path)
         return path
     return Path(builtin_generator_path(spec))
 

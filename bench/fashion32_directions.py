@@ -26,7 +26,7 @@ import torch
 
 from lsap.editing import compute_ganspace, fit_boundary, save_direction, save_ganspace
 from lsap.editing._shared import fingerprint, z_batches
-from lsap.editing.cli import load_generator_spec
+from lsap.model.source import generator_from_spec
 from lsap.editing.directions import Direction
 from lsap.nets.fashion_classifier import load_fashion_classifier
 
@@ -99,7 +99,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    generator = load_generator_spec(args.generator)
+    generator = generator_from_spec(args.generator)
     classifier = load_fashion_classifier()
     generator_hash = fingerprint(generator)
     output = Path(args.output)

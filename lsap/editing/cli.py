@@ -7,39 +7,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Optional
 
 from lsap.argv import fold_list_options
+from lsap.model.source import generator_from_spec
 
 if TYPE_CHECKING:  # the commands import torch and lsap lazily so that `lsap --help` stays fast
     import torch
 
-__all__ = ["directions_interfacegan", "directions_ganspace", "directions_sefa", "edit", "load_generator_spec"]
-
-
-def load_generator_spec(spec: str | None, results_dir: str | None = None) -> torch.nn.Module:
-    """A generator from a checkpoint path, a YAML/JSON file of ``GeneratorSource`` fields or a run
-    config (its ``model.init_args.generator``), a JSON object string, or (``spec`` None) the
-    ``config.yaml`` Lightning saved next to ``results_dir``."""
-    from lsap.model import GeneratorSource
-
-    if spec is None:
-        candidate = Path(results_dir or ".") / "config.yaml"
-        if not candidate.is_file():
-            raise FileNotFoundError(f"no generator given and no '{candidate}' to read it from: pass --generator "
-                                    "(a checkpoint, or the config of the inversion run)")
-        spec = str(candidate)
-    text = spec.strip()
-    if text.startswith("{"):
-        return GeneratorSource.coerce(json.loads(text)).build()
-    path = Path(spec).expanduser()
-    if path.suffix in (".yaml", ".yml", ".json") and path.is_file():
-        import yaml
-
-        data: Any = yaml.safe_load(path.read_text())
-        if isinstance(data, dict) and isinstance(data.get("model"), dict):
-            data = (data["model"].get("init_args") or data["model"]).get("generator")
-        if not isinstance(data, dict):
-            raise ValueError(f"'{path}' holds no generator (expected GeneratorSource fields or model.init_args.generator)")
-        return GeneratorSource.coerce(data).build()
-    return GeneratorSource(checkpoint=str(path)).build()
+__all__ = ["directions_interfacegan", "directions_ganspace", "directions_sefa", "edit"]
 
 
 def edit(results_dir: str, direction: list[str] = [], strengths: list[float] = [-3.0, 0.0, 3.0],  # noqa: B006
@@ -72,7 +45,7 @@ def edit(results_dir: str, direction: list[str] = [], strengths: list[float] = [
     if not direction:
         raise ValueError("give at least one --direction (a file, FILE#k, ganspace:..., stylespace:... or a name)")
 
-    g = load_generator_spec(generator, results_dir).to(device)
+    g = generator_from_spec(generator, results_dir).to(device)
     edits = [resolve_edit(spec, g, layers=layers, ganspace=ganspace, ganspace_mode=ganspace_mode,
                           style_std_samples=style_std_samples, seed=seed) for spec in direction]
     counts = edit_results(results_dir, g, edits, strengths, output=output, batch_size=batch_size, device=device,
@@ -97,7 +70,7 @@ def directions_ganspace(generator: str, output: str, num_samples: int = 300_000,
     """
     from lsap.editing.ganspace import compute_ganspace, save_ganspace
 
-    g = load_generator_spec(generator).to(device)
+    g = generator_from_spec(generator).to(device)
     result = compute_ganspace(g, num_samples, num_components, seed, method, batch_size)
     save_ganspace(result, output)
     top = ", ".join(f"{v:.3f}" for v in (result.var_ratio[:5].tolist() if result.var_ratio is not None else []))
@@ -118,7 +91,7 @@ def directions_sefa(generator: str, output: str, layers: str = "2:6", num_compon
     from lsap.editing._shared import atomic_save
     from lsap.editing.sefa import compute_sefa
 
-    g = load_generator_spec(generator)
+    g = generator_from_spec(generator)
     result = compute_sefa(g, layers, num_components, normalize)
     atomic_save(result.state(), output)
     print(f"wrote {len(result.components)} SeFa directions of entries {list(result.layers)} to {output}")
@@ -155,7 +128,7 @@ def directions_interfacegan(generator: str, output: str, labels: Optional[str] =
     from lsap.editing.directions import load_direction, save_direction
     from lsap.editing.interfacegan import fit_boundary, load_classifier, project_out, read_labels, sample_scored_codes
 
-    g = load_generator_spec(generator).to(device)
+    g = generator_from_spec(generator).to(device)
     if labels is not None:
         if codes_dir is None:
             raise ValueError("--labels needs --codes_dir (the inversion output holding the codes)")

@@ -34,7 +34,8 @@ def evaluate_command(results_dir: str, *, real: str, output: str | None = None, 
         identity_backbone: "arcface", "facenet" or "curricularface" (IR-101, GANInverter's choice).
         detect_faces: run MTCNN (facenet-pytorch) on each pair for ID and leave out, counted, pairs
             where no face is found (as GANInverter's script does).
-        generator: generator checkpoint the codes belong to (for NSCD and LEC).
+        generator: the generator the codes belong to (for NSCD and LEC): a checkpoint, a built-in name,
+            the inversion run's config.yaml, or GeneratorSource fields as JSON.
         nscd_samples: synthetic samples for the S^N anchors (cached per generator).
         encoder: e4e / pSp / LSAP_E checkpoint for LEC.
         direction: W edit direction file for LEC (e.g. InterFaceGAN age.pt).

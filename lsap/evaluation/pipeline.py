@@ -184,9 +184,9 @@ def evaluate(results_dir: str, real: str, output: str | None = None, inception: 
 
     g = None
     if generator:
-        from lsap.model import load_generator
+        from lsap.model.source import generator_from_spec
 
-        g = load_generator(generator, device=target)
+        g = generator_from_spec(generator).to(target)
         weights["generator"] = generator
     codes = [r for r, _ in pairs if r.code_path is not None]
     code_shape = tuple(load_code(codes[0].code_path)["ws"].shape) if codes else None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -60,3 +62,29 @@ class GeneratorSource:
                     conv.noise_strength.fill_(self.noise_strength)
                 g.mapping_network.w_avg.copy_(g.mean_latent(self.w_avg_samples, seed=self.seed))
         return g.eval().requires_grad_(False)
+
+
+def generator_from_spec(spec: str | None, results_dir: str | None = None) -> Generator:
+    """A generator from a checkpoint path, a YAML/JSON file of ``GeneratorSource`` fields or a run
+    config (its ``model.init_args.generator``), a JSON object string, or (``spec`` None) the
+    ``config.yaml`` Lightning saved next to ``results_dir``."""
+    if spec is None:
+        candidate = Path(results_dir or ".") / "config.yaml"
+        if not candidate.is_file():
+            raise FileNotFoundError(f"no generator given and no '{candidate}' to read it from: pass --generator "
+                                    "(a checkpoint, or the config of the inversion run)")
+        spec = str(candidate)
+    text = spec.strip()
+    if text.startswith("{"):
+        return GeneratorSource.coerce(json.loads(text)).build()
+    path = Path(spec).expanduser()
+    if path.suffix in (".yaml", ".yml", ".json") and path.is_file():
+        import yaml
+
+        data: Any = yaml.safe_load(path.read_text())
+        if isinstance(data, dict) and isinstance(data.get("model"), dict):
+            data = (data["model"].get("init_args") or data["model"]).get("generator")
+        if not isinstance(data, dict):
+            raise ValueError(f"'{path}' holds no generator (expected GeneratorSource fields or model.init_args.generator)")
+        return GeneratorSource.coerce(data).build()
+    return GeneratorSource(checkpoint=str(path)).build()
