@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Optional
 
 from lsap.argv import fold_list_options
-from lsap.model.source import generator_from_spec
 
 if TYPE_CHECKING:  # the commands import torch and lsap lazily so that `lsap --help` stays fast
     import torch
 
 __all__ = ["directions_interfacegan", "directions_ganspace", "directions_sefa", "edit"]
+
+
+def _generator(spec: str | None, results_dir: str | None = None) -> torch.nn.Module:
+    from lsap.model.source import generator_from_spec
+
+    return generator_from_spec(spec, results_dir)
 
 
 def edit(results_dir: str, direction: list[str] = [], strengths: list[float] = [-3.0, 0.0, 3.0],  # noqa: B006
@@ -45,7 +49,7 @@ def edit(results_dir: str, direction: list[str] = [], strengths: list[float] = [
     if not direction:
         raise ValueError("give at least one --direction (a file, FILE#k, ganspace:..., stylespace:... or a name)")
 
-    g = generator_from_spec(generator, results_dir).to(device)
+    g = _generator(generator, results_dir).to(device)
     edits = [resolve_edit(spec, g, layers=layers, ganspace=ganspace, ganspace_mode=ganspace_mode,
                           style_std_samples=style_std_samples, seed=seed) for spec in direction]
     counts = edit_results(results_dir, g, edits, strengths, output=output, batch_size=batch_size, device=device,
@@ -70,7 +74,7 @@ def directions_ganspace(generator: str, output: str, num_samples: int = 300_000,
     """
     from lsap.editing.ganspace import compute_ganspace, save_ganspace
 
-    g = generator_from_spec(generator).to(device)
+    g = _generator(generator).to(device)
     result = compute_ganspace(g, num_samples, num_components, seed, method, batch_size)
     save_ganspace(result, output)
     top = ", ".join(f"{v:.3f}" for v in (result.var_ratio[:5].tolist() if result.var_ratio is not None else []))
@@ -91,7 +95,7 @@ def directions_sefa(generator: str, output: str, layers: str = "2:6", num_compon
     from lsap.editing._shared import atomic_save
     from lsap.editing.sefa import compute_sefa
 
-    g = generator_from_spec(generator)
+    g = _generator(generator)
     result = compute_sefa(g, layers, num_components, normalize)
     atomic_save(result.state(), output)
     print(f"wrote {len(result.components)} SeFa directions of entries {list(result.layers)} to {output}")
@@ -128,7 +132,7 @@ def directions_interfacegan(generator: str, output: str, labels: Optional[str] =
     from lsap.editing.directions import load_direction, save_direction
     from lsap.editing.interfacegan import fit_boundary, load_classifier, project_out, read_labels, sample_scored_codes
 
-    g = generator_from_spec(generator).to(device)
+    g = _generator(generator).to(device)
     if labels is not None:
         if codes_dir is None:
             raise ValueError("--labels needs --codes_dir (the inversion output holding the codes)")
