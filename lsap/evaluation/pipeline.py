@@ -90,6 +90,66 @@ def _lec(encoder: str, generator: Any, direction: str, strength: float, pairs: l
     return summary
 
 
+def _instantiate(value: Any) -> Any:
+    """A ``{"class_path", "init_args"}`` config value as an object (other values as they are)."""
+    if isinstance(value, dict) and "class_path" in value:
+        import importlib
+
+        module, _, name = value["class_path"].rpartition(".")
+        cls = getattr(importlib.import_module(module), name)
+        return cls(**{k: _instantiate(v) for k, v in (value.get("init_args") or {}).items()})
+    return value
+
+
+def reinversion_module(results_dir: str, num_steps: int | None = None) -> Any:
+    """The LSAP_O module of the run that wrote ``results_dir`` (from its ``config.yaml``), for
+    re-inverting edited images; ``num_steps`` overrides the run's schedule length."""
+    import yaml
+
+    from lsap.modules import LSAP_O
+
+    config_path = Path(results_dir) / "config.yaml"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"'{config_path}' is missing: the edit-and-reinvert LEC re-runs the inversion "
+                                "that wrote the results and reads its settings from there")
+    model = (yaml.safe_load(config_path.read_text()) or {}).get("model") or {}
+    if not str(model.get("class_path", "")).endswith("LSAP_O"):
+        raise ValueError(f"'{config_path}' is not an LSAP_O run ({model.get('class_path')!r}): the "
+                         "edit-and-reinvert LEC is for optimisation results")
+    args = {k: _instantiate(v) for k, v in (model.get("init_args") or {}).items()}
+    if num_steps is not None:
+        args["num_steps"] = num_steps
+    args["progress"] = False
+    return LSAP_O(**args)
+
+
+def _lec_reinvert(results_dir: str, generator: Any, direction: str, strength: float, pairs: list,
+                  batch_size: int, device: torch.device, num_steps: int | None) -> dict:
+    from lsap.metrics.lec import LEC
+
+    module = reinversion_module(results_dir, num_steps).to(device)
+    n = load_direction(direction, generator.w_dim).to(device)
+    names: list[str] = []
+
+    def reinvert(images: Tensor) -> Tensor:
+        with torch.enable_grad():
+            return module.invert(images, [f"lec-reinvert/{name}" for name in names]).ws.detach()
+
+    def decode(ws: Tensor) -> Tensor:
+        return generator.synthesis(ws, noise_mode="const")
+
+    metric = LEC(reinvert, decode, lambda ws: ws + strength * n, lambda ws: ws - strength * n,
+                 image_size=None).to(device)
+    usable = len(pairs) - len(pairs) % batch_size  # whole batches only, as LEC
+    for _, chunk in _batches(pairs[:usable], batch_size, "LEC (re-invert)"):
+        names[:] = [record.name for record, _ in chunk]
+        metric.update_codes(torch.stack([load_code(record.code_path)["ws"] for record, _ in chunk]).to(device))
+    summary = metric.summary()
+    summary.update({"edit": f"direction {Path(direction).name} x{strength:+g}, inverse x{-strength:+g}",
+                    "batch_size": batch_size, "reinversion_steps": module.num_steps})
+    return summary
+
+
 @torch.no_grad()
 def evaluate(results_dir: str, real: str, output: str | None = None, inception: str | None = None,
              lpips: str | None = None, identity: str | None = None, identity_backbone: str = "arcface",
@@ -99,7 +159,8 @@ def evaluate(results_dir: str, real: str, output: str | None = None, inception: 
              device: str = "cpu", batch_size: int = 8, real_stats: str | None = None,
              tensorboard: str | None = None, wandb_project: str | None = None, wandb_mode: str | None = None,
              pca_samples: int = 1000, extra_metrics: dict[str, PerImageMetric] | None = None,
-             real_fit: RealFit = "resize") -> dict[str, Any]:
+             real_fit: RealFit = "resize", reinvert: bool = False,
+             reinvert_steps: int | None = None) -> dict[str, Any]:
     """Evaluate an inversion output folder against its inputs; write the reports; return metrics.json.
 
     With a generator and codes, also writes ``pca_sn.png`` (inverted codes against
@@ -206,8 +267,14 @@ def evaluate(results_dir: str, real: str, output: str | None = None, inception: 
         weights.update(encoder=encoder, direction=direction)
     else:
         skipped["lec"] = "needs --encoder, --direction and --generator"
-    skipped["lec_reinvert"] = ("edit-and-reinvert LEC for optimisation results is not implemented: it needs one "
-                               "inversion per edited image")
+    if reinvert and direction and g is not None and codes:
+        with_codes = [(record, path) for record, path in pairs if record.code_path is not None]
+        results["lec_reinvert"] = _lec_reinvert(results_dir, g, direction, strength, with_codes, batch_size, target,
+                                                reinvert_steps)
+        weights.update(direction=direction)
+    else:
+        skipped["lec_reinvert"] = ("needs --reinvert, --direction, --generator and an LSAP_O results folder (it "
+                                   "re-runs that optimisation on every edited image)")
 
     report = {
         "results_dir": str(results_dir), "real_dir": str(real), "convention": convention, "real_fit": real_fit,

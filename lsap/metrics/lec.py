@@ -18,8 +18,9 @@ The edit is any callable ``ws -> ws`` (an InterFaceGAN direction at strength +-3
 default of ``lsap evaluate``); this module does not depend on how edits are made.
 
 For optimisation-based results there is no encoder; the *edit-and-reinvert* variant
-(``lsap evaluate`` reports it as ``lec_reinvert``) replaces E by an inversion run on the
-edited images. It needs a full inversion per image and is not computed by this module.
+(``lsap evaluate --reinvert`` reports it as ``lec_reinvert``) starts from the stored codes
+and replaces the second E by an inversion run on the edited images
+(:meth:`LEC.update_codes`, :func:`lec_distances_from_codes`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-__all__ = ["LEC", "lec_distances", "trimmed_mean"]
+__all__ = ["LEC", "lec_distances", "lec_distances_from_codes", "trimmed_mean"]
 
 Codes = Callable[[Tensor], Tensor]
 LEC_IMAGE_SIZE = 256
@@ -57,11 +58,19 @@ def lec_distances(images: Tensor, encode: Codes, decode: Codes, edit: Codes, inv
         edit, inverse_edit: the edit and its inverse on W+ codes.
         image_size: decoded images are pooled to this size before re-encoding (None: as is).
     """
-    codes = encode(images)
+    return lec_distances_from_codes(encode(images), encode, decode, edit, inverse_edit, image_size)
+
+
+@torch.no_grad()
+def lec_distances_from_codes(codes: Tensor, reinvert: Codes, decode: Codes, edit: Codes, inverse_edit: Codes,
+                             image_size: int | None = LEC_IMAGE_SIZE) -> Tensor:
+    """Per-image distances ``[B]`` (float64) between ``codes`` and the inverse-edited
+    re-inversion of their edited images: ``|| codes - inverse_edit(reinvert(decode(edit(codes)))) ||``.
+    ``reinvert`` may optimise (it runs under ``torch.enable_grad`` if it needs to)."""
     decoded = decode(edit(codes))
     if image_size is not None:
         decoded = pool_to(decoded, image_size)
-    inverted = inverse_edit(encode(decoded))
+    inverted = inverse_edit(reinvert(decoded))
     return (codes.double() - inverted.double()).flatten(1).norm(dim=1)
 
 
@@ -127,6 +136,12 @@ class LEC(Metric):
 
     def update(self, images: Tensor) -> None:
         self.accumulate(self.scores(images))
+
+    def update_codes(self, codes: Tensor) -> None:
+        """One batch of the edit-and-reinvert variant: ``codes`` are the stored inversions and
+        ``encode`` re-inverts the edited images."""
+        self.accumulate(lec_distances_from_codes(codes, self.encode, self.decode, self.edit, self.inverse_edit,
+                                                 self.image_size))
 
     def compute(self) -> Tensor:
         return trimmed_mean(dim_zero_cat(self.batch_values))

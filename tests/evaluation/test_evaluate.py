@@ -216,3 +216,47 @@ def test_real_fit_pad_centres_small_inputs_like_the_fashion_data(tmp_path) -> No
     assert resized_report["metrics"]["mse"]["mean"] > 0.01
     with pytest.raises(ValueError, match="larger than"):
         read_real_image(real / "0001_3.png", 16, "pad")
+
+
+def test_edit_and_reinvert_lec_equals_a_direct_loop(folders, tmp_path) -> None:
+    import yaml
+
+    from lsap.metrics.lec import trimmed_mean
+    from lsap.modules import LSAP_O
+
+    results, real, _, _ = folders
+    source = small_source(resolution=16)
+    settings = {"lpips": None, "num_steps": 4, "lambda_lpips": 0.0, "lambda_mse": 1.0, "lambda_nscd": 0.05,
+                "anchor_samples": 300, "w_std_samples": 300, "loss_resolution": 16, "seed": 3}
+    config = {"model": {"class_path": "lsap.modules.LSAP_O", "init_args": {"generator": source.as_dict(), **settings}}}
+    (results / "config.yaml").write_text(yaml.safe_dump(config))
+    generator = source.build()
+    direction = nn.functional.normalize(torch.randn(1, generator.w_dim, generator=torch.Generator().manual_seed(5)))
+    torch.save(direction, tmp_path / "dir.pt")
+
+    report = evaluate(str(results), str(real), generator=str(results / "config.yaml"), direction=str(tmp_path / "dir.pt"),
+                      strength=2.0, reinvert=True, batch_size=2, nscd_samples=300, pca_samples=0)
+    lec = report["metrics"]["lec_reinvert"]
+    assert lec["count"] == 4 and lec["num_batches"] == 2 and lec["reinversion_steps"] == 4
+
+    module = LSAP_O(generator=source, progress=False, **settings)
+    batch_values = []
+    for names in (["sub/000", "sub/001"], ["sub/002", "sub/003"]):
+        codes = torch.stack([torch.load(results / "codes" / f"{n}.pt", weights_only=True)["ws"] for n in names])
+        with torch.no_grad():
+            edited = generator.synthesis(codes + 2.0 * direction, noise_mode="const")
+        again = module.invert(edited, [f"lec-reinvert/{n}" for n in names]).ws.detach()
+        batch_values.append((codes.double() - (again - 2.0 * direction).double()).flatten(1).norm(dim=1).mean())
+    assert lec["mean"] == pytest.approx(trimmed_mean(torch.stack(batch_values)).item(), rel=1e-5)
+    assert "lec_reinvert" not in report["skipped"]
+
+
+def test_edit_and_reinvert_needs_an_lsap_o_run(folders, tmp_path) -> None:
+    results, real, _, _ = folders
+    (results / "config.yaml").write_text("model:\n  class_path: lsap.modules.LSAP_E\n")
+    direction = tmp_path / "dir.pt"
+    torch.save(torch.ones(1, small_source(resolution=16).w_dim), direction)
+    spec = json.dumps(small_source(resolution=16).as_dict())
+    with pytest.raises(ValueError, match="not an LSAP_O run"):
+        evaluate(str(results), str(real), generator=spec, direction=str(direction), reinvert=True, batch_size=2,
+                 nscd_samples=300, pca_samples=0)
