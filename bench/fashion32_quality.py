@@ -101,11 +101,18 @@ def main() -> None:
     ap.add_argument("--root", default=DEFAULT_ROOT)
     ap.add_argument("--classifier", default=None, help="weights file (default: the one shipped with lsap)")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--grid", default=None, help="also write an 8x8 grid of the first 64 samples to this PNG")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = evaluate(load_generator(args.generator), load_fashion_classifier(args.classifier), args.root,
+    generator = load_generator(args.generator)
+    result = evaluate(generator, load_fashion_classifier(args.classifier), args.root,
                       args.num_samples, args.seed, args.truncation_psi, args.threshold)
+    if args.grid:
+        from lsap.visualize import image_grid, save_image_grid
+
+        images = sample(generator, 64, args.seed, args.truncation_psi).clamp(-1, 1)
+        save_image_grid(image_grid(list(images.reshape(8, 8, *images.shape[1:])), upscale=2), args.grid)
     print(json.dumps({"generator": args.generator, **result}))
     print(markdown(result))
 
