@@ -23,20 +23,16 @@ import json
 import torch
 
 from lsap.data.fashion_mnist import CLASS_NAMES, DEFAULT_ROOT, FashionMNISTDataset
+from lsap.metrics.fid import frechet_distance
 from lsap.model import load_generator
+from lsap.model.sampling import sample_z
 from lsap.nets.fashion_classifier import FashionClassifier, load_fashion_classifier
 
 
-def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+def feature_fid(a: torch.Tensor, b: torch.Tensor) -> float:
     """FID between the Gaussians fitted to feature sets ``a`` and ``b`` ([N, D]), in float64."""
     a, b = a.double(), b.double()
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
-    # tr sqrt(Ca Cb) = sum of sqrt eigenvalues of the symmetric sqrt(Ca) Cb sqrt(Ca).
-    vals, vecs = torch.linalg.eigh(cov_a)
-    sqrt_a = vecs @ torch.diag(vals.clamp_min(0).sqrt()) @ vecs.T
-    cross = torch.linalg.eigvalsh(sqrt_a @ cov_b @ sqrt_a).clamp_min(0).sqrt().sum()
-    return float((mu_a - mu_b).square().sum() + cov_a.trace() + cov_b.trace() - 2 * cross)
+    return float(frechet_distance(a.mean(0), torch.cov(a.T), b.mean(0), torch.cov(b.T)))
 
 
 @torch.no_grad()
@@ -52,12 +48,9 @@ def classify(classifier: FashionClassifier, images: torch.Tensor, batch: int = 5
 
 @torch.no_grad()
 def sample(generator, num_samples: int, seed: int, truncation_psi: float, batch: int = 250) -> torch.Tensor:
-    rng = torch.Generator().manual_seed(seed)
-    out = []
-    for i in range(0, num_samples, batch):
-        z = torch.randn(min(batch, num_samples - i), generator.z_dim, generator=rng)
-        out.append(generator(z, truncation_psi=truncation_psi, noise_mode="const").clamp(-1, 1))
-    return torch.cat(out)
+    """Images of ``num_samples`` seeded z (lsap's one seeded z stream), clamped to [-1, 1]."""
+    return torch.cat([generator(z, truncation_psi=truncation_psi, noise_mode="const").clamp(-1, 1)
+                      for z in sample_z(num_samples, generator.z_dim, seed, batch_size=batch)])
 
 
 def evaluate(generator, classifier: FashionClassifier, root: str, num_samples: int, seed: int = 0,
@@ -75,8 +68,8 @@ def evaluate(generator, classifier: FashionClassifier, root: str, num_samples: i
         "confident": round(float((conf >= threshold).double().mean()), 4),
         "class_share": {name: round(float(s), 4) for name, s in zip(CLASS_NAMES, share)},
         "min_class_share": round(float(share.min()), 4),
-        "fid": round(frechet_distance(feats, test_feats), 4),
-        "fid_real_train_vs_test": round(frechet_distance(train_feats, test_feats), 4),
+        "fid": round(feature_fid(feats, test_feats), 4),
+        "fid_real_train_vs_test": round(feature_fid(train_feats, test_feats), 4),
         "pass": bool((conf >= threshold).double().mean() >= 0.7 and share.min() >= 0.03),
     }
 

@@ -59,8 +59,8 @@ def test_frechet_distance_matches_the_diagonal_closed_form() -> None:
     va, vb = a.var(0), b.var(0)
     expected = (a.mean(0) - b.mean(0)).square().sum() + (va + vb - 2 * (va * vb).sqrt()).sum()
     # Sample covariances are only nearly diagonal, hence the tolerance.
-    assert quality.frechet_distance(a, b) == pytest.approx(float(expected), rel=2e-2)
-    assert quality.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert quality.feature_fid(a, b) == pytest.approx(float(expected), rel=2e-2)
+    assert quality.feature_fid(a, a) == pytest.approx(0.0, abs=1e-6)
 
 
 def _fake_fashion(root: Path) -> None:
