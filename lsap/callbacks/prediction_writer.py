@@ -20,6 +20,7 @@ of earlier, interrupted runs.
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from collections.abc import Mapping, MutableMapping, Sequence
@@ -30,6 +31,7 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+from lsap.data.images import LOAD_FAILURES_KEY
 from lsap.results import (
     DONE_KEY,
     InversionResults,
@@ -111,6 +113,7 @@ class InversionWriter(BasePredictionWriter):
             root = getattr(dataset, "root", None)
             self._root = os.fspath(root) if root is not None else None
         self.num_written = self.num_skipped = 0
+        self._load_failures: list[tuple[str, str]] = []  # files that failed while loading, in any process
         paths = getattr(dataset, "paths", None)
         if paths is not None:
             keys = [str(p) for p in paths]
@@ -150,6 +153,9 @@ class InversionWriter(BasePredictionWriter):
                 f"'nscd' (lsap.results.InversionPrediction), got {type(prediction).__name__}"
             )
         self.num_skipped += len(prediction.get("skipped", ()))
+        if isinstance(batch, Mapping):
+            for failures in batch.get(LOAD_FAILURES_KEY) or ():
+                self._load_failures.extend(tuple(entry) for entry in json.loads(failures or "[]"))
         keys = prediction["path"]
         if keys is None:  # path-less data: name the images by index, as item_keys does
             keys = item_keys({"index": prediction["index"]})
@@ -189,10 +195,18 @@ class InversionWriter(BasePredictionWriter):
         counts = torch.tensor([self.num_written, self.num_skipped], dtype=torch.float64, device=pl_module.device)
         if trainer.world_size > 1:
             counts = trainer.strategy.reduce(counts, reduce_op="sum")
+        failures = list(self._load_failures)
+        if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[Any] = [None] * trainer.world_size
+            torch.distributed.all_gather_object(gathered, failures)
+            failures = [tuple(entry) for rank in gathered for entry in rank]
         trainer.strategy.barrier("InversionWriter.merge")
         if trainer.is_global_zero:
-            # Inputs the data set could not read (found while scanning, or while loading in this process).
-            unreadable = getattr(_predict_dataset(trainer), "skipped", None)
+            # Inputs the data set could not read: found while scanning or loading in this
+            # process (the data set's list), or while loading in a DataLoader worker or on
+            # another rank (reported through the batches).
+            scanned = getattr(_predict_dataset(trainer), "skipped", None) or ()
+            unreadable = list({str(p): (str(p), str(r)) for p, r in [*scanned, *failures]}.values())
             self.merge(written_this_run=int(counts[0]), skipped_this_run=int(counts[1]), unreadable=unreadable)
 
     def read_records(self) -> list[dict[str, Any]]:

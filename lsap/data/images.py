@@ -24,6 +24,7 @@ Unreadable files never stop a run. They are found twice:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -64,6 +65,12 @@ CANVAS_FILL_RGB: tuple[int, int, int] = (0, 0, 0)
 #: stored under fully transparent pixels is arbitrary (often black) and cut-out images
 #: are usually meant to be seen on a light background.
 ALPHA_BACKGROUND_RGB: tuple[int, int, int] = (255, 255, 255)
+
+
+#: Item key listing, as a JSON ``[[path, reason], ...]`` string ("" when none), the files that
+#: failed to load while fetching that item. DataLoader workers are separate processes, so
+#: this is how their failures reach the main process (see ``InversionWriter``).
+LOAD_FAILURES_KEY = "load_failures"
 
 
 class SkippedImagesWarning(UserWarning):
@@ -356,6 +363,7 @@ class ImageFolderDataset(Dataset):
         if not -count <= index < count:
             raise IndexError(f"index {index} out of range for {count} images")
         index %= count
+        failures: list[tuple[str, str]] = []
         for offset in range(count):
             candidate = (index + offset) % count
             if candidate in self._failed:
@@ -364,12 +372,14 @@ class ImageFolderDataset(Dataset):
             try:
                 image = load_rgb(path)
             except Exception as error:  # noqa: BLE001 - a bad file must not end a long run
-                self._record_load_failure(candidate, error)
+                failures.append(self._record_load_failure(candidate, error))
                 continue
-            return self._make_item(image, candidate)
+            item = self._make_item(image, candidate)
+            item[LOAD_FAILURES_KEY] = json.dumps(failures) if failures else ""
+            return item
         raise RuntimeError(f"every image in '{self.root}' failed to load; see `.skipped`")
 
-    def _record_load_failure(self, index: int, error: BaseException) -> None:
+    def _record_load_failure(self, index: int, error: BaseException) -> tuple[str, str]:
         path, reason = self.paths[index], _describe(error)
         self._failed.add(index)
         self.skipped.append((path, reason))
@@ -378,6 +388,7 @@ class ImageFolderDataset(Dataset):
             SkippedImagesWarning,
             stacklevel=3,
         )
+        return path, reason
 
     def _make_item(self, image: Image.Image, index: int) -> dict[str, object]:
         image = self.preset.apply(image, self.resolution)

@@ -192,6 +192,27 @@ def test_unreadable_inputs_are_listed_in_the_summary(tmp_path: Path) -> None:
     assert entry["path"] == str(tmp_path / "in" / "broken.png") and entry["reason"]
 
 
+def test_a_file_failing_inside_a_dataloader_worker_is_listed_in_the_summary(tmp_path: Path) -> None:
+    from torch.utils.data import DataLoader
+
+    from lsap.data import ImageFolderDataset
+
+    model = make_model(tmp_path, num_steps=1)
+    write_folder(tmp_path / "in", ["a.png", "b.png"], model)
+    dataset = ImageFolderDataset(tmp_path / "in", preset="face", resolution=16)
+    assert dataset.skipped == []
+    (tmp_path / "in" / "b.png").write_bytes(b"damaged after the scan")  # only a worker process sees this
+    loader = DataLoader(dataset, batch_size=2, num_workers=1)
+    trainer = Trainer(accelerator="cpu", devices=1, inference_mode=False, logger=False, enable_progress_bar=False,
+                      enable_model_summary=False, callbacks=[InversionWriter(str(tmp_path / "out"))],
+                      default_root_dir=tmp_path / "out")
+    trainer.predict(model, dataloaders=loader)
+    assert dataset.skipped == [], "the failure happened in the worker process, not in this one"
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    [entry] = summary["unreadable_inputs"]
+    assert entry["path"] == str(tmp_path / "in" / "b.png") and entry["reason"]
+
+
 # ----- configs -----------------------------------------------------------------------------
 class ParseOnlyCLI(LightningCLI):
     """Validates a config against the typed signatures without building anything."""
