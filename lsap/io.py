@@ -47,6 +47,24 @@ def missing_file_error(path: str | os.PathLike[str], description: str) -> FileNo
     )
 
 
+#: Package data shipped with lsap (generators, encoders, directions, the classifier).
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+
+
+def builtin_asset_path(name: str | os.PathLike[str], builtins: Mapping[str, str], kind: str,
+                       how_to_make: str) -> str | os.PathLike[str]:
+    """The packaged file (relative to ``ASSETS_DIR`` in ``builtins``) of a built-in ``kind``
+    name; any other value is returned as is (an existing file of that name wins). A built-in
+    whose file is missing from this installation is a clear error saying ``how_to_make`` it."""
+    if not (isinstance(name, str) and name in builtins and not Path(name).exists()):
+        return name
+    asset = ASSETS_DIR / builtins[name]
+    if not asset.is_file():
+        raise FileNotFoundError(f"built-in {kind} '{name}' is not in this installation ('{asset}' is missing): "
+                                f"pass a checkpoint path instead, or {how_to_make}")
+    return asset
+
+
 def load_weights_file(
     path: str | os.PathLike[str],
     description: str,

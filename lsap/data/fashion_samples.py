@@ -22,11 +22,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from lsap.data.datamodule import SyntheticDataset, _make_loader
 from lsap.data.fashion_mnist import CLASS_NAMES, pad_to_canvas, to_model_range
+from lsap.io import ASSETS_DIR
 from lsap.model import GeneratorSource
 from lsap.model.generator import NoiseMode
 from lsap.results import output_name
 
-SHIPPED_SAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "fashion_mnist_test"
+SHIPPED_SAMPLES_DIR = ASSETS_DIR / "fashion_mnist_test"
 """Folder of the shipped Fashion-MNIST test images."""
 
 FILE_NAME = re.compile(r"^(\d+)_(\d)\.png$")

@@ -26,12 +26,12 @@ from torch import Tensor, nn
 from lsap.editing.directions import Direction, load_direction, parse_layers
 from lsap.editing.ganspace import GANSPACE_PRESETS, GANSpace, GANSpaceMode, load_ganspace
 from lsap.editing.stylespace import STYLESPACE_PRESETS, StyleEdit, apply_style_edits, style_std
-from lsap.io import load_weights_file
+from lsap.io import ASSETS_DIR, load_weights_file
 
 __all__ = ["DirectionEdit", "Edit", "GANSpaceEdit", "StyleSpaceEdit", "available_directions", "builtin_direction_dirs",
            "resolve_edit"]
 
-ASSET_DIRECTIONS = Path(__file__).resolve().parents[1] / "assets" / "directions"
+ASSET_DIRECTIONS = ASSETS_DIR / "directions"
 DIRECTION_SUFFIXES = (".pt", ".npy")
 
 

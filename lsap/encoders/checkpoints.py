@@ -28,6 +28,7 @@ import torch
 
 from lsap.encoders.e4e import Encoder4Editing, PyramidStyleEncoder, ProgressiveStyleEncoder
 from lsap.encoders.psp import GradualStyleEncoder
+from lsap.io import builtin_asset_path
 from lsap.nets.irse import (
     WeightsMismatchError,
     infer_ir_architecture,
@@ -220,6 +221,17 @@ def _normalise_latent_avg(latent_avg: Any, num_ws: int, w_dim: int, path: Path) 
     )
 
 
+#: Encoders shipped with lsap, loadable by name (``load_encoder_checkpoint("fashion32_lsap")``):
+#: the fashion32 pair trained with equal budgets, without and with the NSCD loss.
+BUILTIN_ENCODERS = {"fashion32_e4e": "encoders/fashion32_e4e.pt", "fashion32_lsap": "encoders/fashion32_lsap.pt"}
+
+
+def builtin_encoder_path(name: str | os.PathLike[str]) -> str | os.PathLike[str]:
+    """The packaged file of a built-in encoder name; any other value is returned as is."""
+    return builtin_asset_path(name, BUILTIN_ENCODERS, "encoder", f"train it (configs/encoder_{name}.yaml, then "
+                              "bench/export_fashion32_encoder.py)")
+
+
 def load_encoder_checkpoint(
     path: str | os.PathLike[str],
     encoder_type: EncoderType | None = None,
@@ -228,7 +240,7 @@ def load_encoder_checkpoint(
     """Read an e4e / pSp / GANInverter (LSAP release) checkpoint.
 
     Args:
-        path: checkpoint file.
+        path: checkpoint file, or a built-in name (``BUILTIN_ENCODERS``).
         encoder_type: ``"e4e"`` or ``"psp"``; needed only when ``opts`` lacks ``encoder_type``.
         input_size: override the inferred input image size (default deduced, 256 for the
             public models).
@@ -239,7 +251,7 @@ def load_encoder_checkpoint(
         WeightsMismatchError / ValueError: unexpected content (message names path,
             what was expected and what was found).
     """
-    file = Path(path).expanduser()
+    file = Path(builtin_encoder_path(path)).expanduser()
     checkpoint = load_weights_file(file, _CHECKPOINT_DESCRIPTION, extra_safe_globals=(argparse.Namespace,))
     if not isinstance(checkpoint, Mapping):
         raise WeightsMismatchError(

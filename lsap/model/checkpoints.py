@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 import torch
 
-from lsap.io import CheckpointError, load_weights_file, missing_file_error, strip_module_prefix
+from lsap.io import CheckpointError, builtin_asset_path, load_weights_file, missing_file_error, strip_module_prefix
 from lsap.model.generator import Generator
 from lsap.model.safe_pickle import PersistentObject, UnsafeCheckpointError, safe_load_pickle
 
@@ -111,15 +111,8 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Gene
 def builtin_generator_path(name: str | Path) -> str | Path:
     """The packaged file of a built-in generator name; any other value is returned as is
     (an existing file of that name wins)."""
-    if isinstance(name, str) and name in BUILTIN_GENERATORS and not Path(name).exists():
-        asset = Path(__file__).resolve().parent.parent / "assets" / BUILTIN_GENERATORS[name]
-        if not asset.is_file():
-            raise FileNotFoundError(
-                f"built-in generator '{name}' is not in this installation ('{asset}' is missing): pass a "
-                f"checkpoint path instead, or train one (configs/stylegan2_{name}.yaml) and convert its G_ema "
-                f"with `lsap convert`")
-        return asset
-    return name
+    return builtin_asset_path(name, BUILTIN_GENERATORS, "generator", f"train one (configs/stylegan2_{name}.yaml) "
+                              "and convert its G_ema with `lsap convert`")
 
 
 def generator_from_checkpoint(data: Any) -> Generator:

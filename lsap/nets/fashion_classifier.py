@@ -16,7 +16,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-WEIGHTS_FILE = Path(__file__).resolve().parent.parent / "assets" / "fashion_classifier.safetensors"
+from lsap.io import ASSETS_DIR
+
+WEIGHTS_FILE = ASSETS_DIR / "fashion_classifier.safetensors"
 FEATURE_DIM = 128
 NUM_CLASSES = 10
 

@@ -341,3 +341,16 @@ def test_latent_avg_of_wrong_size_is_rejected(tmp_path) -> None:
     torch.save(_e4e_format(tiny_e4e(num_ws=10), torch.zeros(7, 32)), path)
     with pytest.raises(WeightsMismatchError, match=r"latent_avg has shape \(7, 32\)"):
         load_encoder_checkpoint(path)
+
+
+def test_builtin_encoder_names_resolve_to_package_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lsap.encoders import checkpoints
+    from lsap.io import ASSETS_DIR
+
+    monkeypatch.setitem(checkpoints.BUILTIN_ENCODERS, "nothere", "encoders/nothere.pt")
+    with pytest.raises(FileNotFoundError, match="built-in encoder 'nothere'.*encoders/nothere.pt"):
+        load_encoder_checkpoint("nothere")
+    assert checkpoints.builtin_encoder_path("fashion32_e4e.pt") == "fashion32_e4e.pt", "other values pass through"
+    for name, file in checkpoints.BUILTIN_ENCODERS.items():
+        if name != "nothere":
+            assert (ASSETS_DIR / file).parent == ASSETS_DIR / "encoders"

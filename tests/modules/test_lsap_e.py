@@ -17,7 +17,7 @@ from lsap.modules.lsap_e import progressive_stage
 from conftest import small_source
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO = REPO / "configs" / "demo.yaml"
+DEMO = REPO / "configs" / "demo_synthetic.yaml"
 
 
 def tiny_encoder(num_ws: int = 8, input_size: int = 32) -> Encoder4Editing:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from lsap.data import FashionSamplesDataset
 from lsap.encoders import Encoder4Editing, load_encoder_checkpoint
@@ -48,7 +49,7 @@ def test_shipped_encoder_reconstructs_better_than_an_untrained_one(label):
     from lsap.model import load_generator
 
     generator = load_generator("fashion32")
-    loaded = load_encoder_checkpoint(ENCODERS[label])
+    loaded = load_encoder_checkpoint(f"fashion32_{label}")  # the built-in name of ENCODERS[label]
     assert ENCODERS[label].stat().st_size < 15_000_000
     assert (loaded.num_ws, loaded.w_dim) == (generator.num_ws, generator.w_dim)
     images = torch.stack([item["image"] for item in FashionSamplesDataset(limit=32)])
@@ -100,7 +101,14 @@ def test_demo_config_trains_a_few_steps_on_generator_samples_and_validates_on_re
     root = tmp_path / "run"
     direction = tmp_path / "sneaker_to_boot.pt"
     save_direction(Direction(torch.randn(256, generator=torch.Generator().manual_seed(0)), name="test"), direction)
-    run(["-m", "lsap", "fit", "--config", str(REPO / "configs" / "demo_fashion32.yaml"),
+    # The README's demo config, with its edit row pointed at a direction for the tiny generator.
+    config = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
+    (grid,) = [c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("ReconstructionGridCallback")]
+    assert grid["init_args"]["edit"] == "sneaker_to_boot", "the demo's PNG has an edit row"
+    grid["init_args"]["edit"] = str(direction)
+    demo = tmp_path / "demo.yaml"
+    demo.write_text(yaml.safe_dump(config))
+    run(["-m", "lsap", "fit", "--config", str(demo),
          "--trainer.callbacks+=lsap.callbacks.EditGridCallback", f"--trainer.callbacks.directions=[{direction}]",
          "--trainer.callbacks.save_dir", str(tmp_path / "edits"),
          "--model.init_args.generator", generator, "--data.init_args.train_generator", generator,
@@ -112,6 +120,10 @@ def test_demo_config_trains_a_few_steps_on_generator_samples_and_validates_on_re
     assert ckpt["global_step"] == 3
     assert "val/mse" in str(ckpt["callbacks"]), "validation ran on the shipped images"
     assert len(list((tmp_path / "edits").glob("*.png"))) == 4, "an edit direction can be configured"
+    from PIL import Image
+
+    height = Image.open(next(root.rglob("reconstructions.png"))).height
+    assert 3 * 128 <= height < 4 * 128, "three rows (real | reconstruction | edit) of 32 px images shown at 128 px"
 
 
 def test_claims_script_runs_end_to_end_on_a_tiny_subset(tmp_path):
