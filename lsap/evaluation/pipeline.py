@@ -33,22 +33,35 @@ CONVENTION_NOTES = {
 }
 
 
-def load_direction(path: str, w_dim: int) -> Tensor:
-    """An edit direction file (``torch.save`` tensor ``[1, w_dim]`` / ``[1, num_ws, w_dim]``, or
-    InterFaceGAN ``.npy``) as a ``[w_dim]`` or ``[num_ws, w_dim]`` tensor."""
-    file = Path(path)
-    if file.suffix == ".npy":
-        import numpy as np
+def _edit_and_inverse(direction: str, generator: Any, strength: float) -> tuple[Any, Any]:
+    """``ws -> ws + strength * n`` and its inverse for a W direction: a file in any format
+    :mod:`lsap.editing` reads, or a built-in name such as ``sneaker_to_boot``."""
+    from lsap.editing.edits import DirectionEdit, resolve_edit
 
-        direction = torch.from_numpy(np.load(file, allow_pickle=False)).float()
-    else:
-        from lsap.io import load_weights_file
+    edit = resolve_edit(direction, generator)
+    if not isinstance(edit, DirectionEdit):
+        raise ValueError(f"LEC needs a W-space direction; '{direction}' is a {type(edit).__name__}")
+    return (lambda ws: edit.edited(generator, ws, strength)), (lambda ws: edit.edited(generator, ws, -strength))
 
-        direction = load_weights_file(file, "edit direction (e.g. InterFaceGAN age.pt)")
-    if not isinstance(direction, Tensor) or direction.shape[-1] != w_dim:
-        raise ValueError(f"'{path}' is not a W direction with {w_dim} entries")
-    direction = direction.float().cpu()
-    return direction.reshape(-1, w_dim)[0] if direction.numel() == w_dim else direction.reshape(-1, w_dim)
+
+def _weights_file(kind: str, spec: str) -> Path | None:
+    """The file behind a weights argument, for the report's hashes: built-in names resolved;
+    ``None`` for what has no file (an inline generator spec, a seeded random generator)."""
+    if kind == "generator":
+        from lsap.model.checkpoints import builtin_generator_path
+
+        spec = builtin_generator_path(spec)
+    elif kind == "encoder":
+        from lsap.encoders.checkpoints import builtin_encoder_path
+
+        spec = builtin_encoder_path(spec)
+    elif kind == "direction":
+        from lsap.editing.edits import available_directions
+
+        spec = str(spec).partition("#")[0]
+        spec = available_directions().get(spec, spec) if not Path(spec).is_file() else spec
+    file = Path(spec)
+    return file if file.is_file() else None
 
 
 def _batches(items: list, size: int, label: str):
@@ -68,7 +81,7 @@ def _lec(encoder: str, generator: Any, direction: str, strength: float, pairs: l
     net = loaded.encoder.to(device).eval()
     latent_avg = loaded.latent_avg.to(device) if loaded.latent_avg is not None else None
     size = net.input_size
-    n = load_direction(direction, generator.w_dim).to(device)
+    forward_edit, inverse_edit = _edit_and_inverse(direction, generator, strength)
 
     def encode(images: Tensor) -> Tensor:
         if images.shape[-1] != size:
@@ -79,8 +92,7 @@ def _lec(encoder: str, generator: Any, direction: str, strength: float, pairs: l
     def decode(ws: Tensor) -> Tensor:
         return generator.synthesis(ws, noise_mode="const")
 
-    metric = LEC(encode, decode, lambda ws: ws + strength * n, lambda ws: ws - strength * n,
-                 image_size=size).to(device)
+    metric = LEC(encode, decode, forward_edit, inverse_edit, image_size=size).to(device)
     usable = len(pairs) - len(pairs) % batch_size  # e4e drops the last incomplete batch
     for _, chunk in _batches(pairs[:usable], batch_size, "LEC"):
         metric.update(torch.stack([read_real(real) for _, real in chunk]).to(device))
@@ -128,7 +140,7 @@ def _lec_reinvert(results_dir: str, generator: Any, direction: str, strength: fl
     from lsap.metrics.lec import LEC
 
     module = reinversion_module(results_dir, num_steps).to(device)
-    n = load_direction(direction, generator.w_dim).to(device)
+    forward_edit, inverse_edit = _edit_and_inverse(direction, generator, strength)
     names: list[str] = []
 
     def reinvert(images: Tensor) -> Tensor:
@@ -138,8 +150,7 @@ def _lec_reinvert(results_dir: str, generator: Any, direction: str, strength: fl
     def decode(ws: Tensor) -> Tensor:
         return generator.synthesis(ws, noise_mode="const")
 
-    metric = LEC(reinvert, decode, lambda ws: ws + strength * n, lambda ws: ws - strength * n,
-                 image_size=None).to(device)
+    metric = LEC(reinvert, decode, forward_edit, inverse_edit, image_size=None).to(device)
     usable = len(pairs) - len(pairs) % batch_size  # whole batches only, as LEC
     for _, chunk in _batches(pairs[:usable], batch_size, "LEC (re-invert)"):
         names[:] = [record.name for record, _ in chunk]
@@ -283,7 +294,8 @@ def evaluate(results_dir: str, real: str, output: str | None = None, inception: 
                    "unmatched_results": len(pairing.unmatched_results),
                    "unmatched_real": len(pairing.unmatched_real)},
         "unmatched_results": pairing.unmatched_results, "unmatched_real": pairing.unmatched_real,
-        "weights": {k: {"path": str(v), "sha256": file_sha256(v)} for k, v in sorted(weights.items())},
+        "weights": {k: {"path": str(file), "sha256": file_sha256(file)}
+                    for k, v in sorted(weights.items()) if (file := _weights_file(k, v)) is not None},
         "std": "population standard deviation over images (ddof=0)",
     }
     out_dir = Path(output or results_dir)

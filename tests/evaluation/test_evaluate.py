@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -260,3 +261,12 @@ def test_edit_and_reinvert_needs_an_lsap_o_run(folders, tmp_path) -> None:
     with pytest.raises(ValueError, match="not an LSAP_O run"):
         evaluate(str(results), str(real), generator=spec, direction=str(direction), reinvert=True, batch_size=2,
                  nscd_samples=300, pca_samples=0)
+
+
+def test_nscd_with_an_inline_generator_spec(folders) -> None:
+    results, real, _, _ = folders
+    spec = small_source(resolution=16)
+    report = evaluate(str(results), str(real), generator=json.dumps(dataclasses.asdict(spec)), nscd_samples=200,
+                      pca_samples=50)
+    assert len(report["metrics"]["nscd"]["per_layer"]) == spec.build().num_ws
+    assert "generator" not in report["weights"], "an inline spec has no file to hash"

@@ -155,3 +155,30 @@ def test_claims_script_runs_end_to_end_on_a_tiny_subset(tmp_path):
     assert result["rows"][0]["lec"] is not None
     assert result["spearman_nscd_vs_edit_success"]["n"] >= 0
     assert "| method |" in (out / "claims.md").read_text()
+
+
+def test_evaluate_takes_the_builtin_generator_encoder_and_direction_names(tmp_path):
+    needs(GENERATOR_FILE, ENCODERS["lsap"], DIRECTIONS / "sneaker_to_boot.pt")
+    from lsap.data.fashion_samples import SHIPPED_SAMPLES_DIR
+    from lsap.evaluation.pipeline import evaluate
+    from lsap.model import load_generator
+    from lsap.results import InversionResults
+
+    generator = load_generator("fashion32")
+    results = InversionResults(tmp_path / "results")
+    names = FashionSamplesDataset(limit=4).names
+    with torch.no_grad():
+        ws = generator.mapping(torch.randn(len(names), generator.z_dim, generator=torch.Generator().manual_seed(0)))
+        ws = ws[:, None].repeat(1, generator.num_ws, 1)
+        images = generator.synthesis(ws, noise_mode="const").clamp(-1, 1)
+    for i, name in enumerate(names):
+        results.write_code(name, {"ws": ws[i], "key": f"{name}.png", "name": name, "meta": {}})
+        results.write_image(name, images[i])
+        results.write_record({"name": name, "key": f"{name}.png", "losses": {}, "nscd": None, "meta": {}})
+    report = evaluate(str(results.root), str(SHIPPED_SAMPLES_DIR), real_fit="pad", generator="fashion32",
+                      encoder="fashion32_lsap", direction="sneaker_to_boot", nscd_samples=200, pca_samples=50,
+                      batch_size=4)
+    assert report["counts"]["pairs"] == 4
+    assert report["metrics"]["lec"]["mean"] > 0
+    assert {Path(report["weights"][k]["path"]) for k in ("generator", "encoder", "direction")} == {
+        GENERATOR_FILE, ENCODERS["lsap"], DIRECTIONS / "sneaker_to_boot.pt"}
