@@ -98,7 +98,7 @@ def test_demo_fit_through_the_cli_writes_checkpoint_logs_and_png_then_resumes(tm
     root = tmp_path / "run"
     args = [*FAST, "--trainer.default_root_dir", str(root), "--trainer.logger.init_args.save_dir", str(root)]
     run_cli(["fit", *args, "--trainer.max_steps", "4"], tmp_path)
-    version = root / "demo" / "version_0"
+    version = root / "demo_synthetic" / "version_0"
     last = version / "checkpoints" / "last.ckpt"
     assert last.is_file(), sorted(str(p) for p in root.rglob("*"))
     assert (version / "checkpoints" / "reconstructions.png").is_file()
@@ -126,7 +126,7 @@ def test_demo_fit_with_two_ddp_processes(tmp_path):
     run_cli(["fit", *FAST, "--trainer.default_root_dir", str(root), "--trainer.logger.init_args.save_dir", str(root),
              "--trainer.max_steps", "2", "--trainer.strategy", "ddp_find_unused_parameters_true",
              "--trainer.devices", "2", "--trainer.val_check_interval", "2"], tmp_path)
-    ckpt = torch.load(root / "demo" / "version_0" / "checkpoints" / "last.ckpt", map_location="cpu",
+    ckpt = torch.load(root / "demo_synthetic" / "version_0" / "checkpoints" / "last.ckpt", map_location="cpu",
                       weights_only=False)
     assert ckpt["global_step"] == 2
 
