@@ -135,6 +135,13 @@ def available_directions() -> dict[str, Path]:
     return found
 
 
+def direction_file(spec: str) -> Path | None:
+    """The file a direction spec names: ``FILE`` or ``FILE#k`` (an existing file), else a
+    built-in name (:func:`available_directions`); ``None`` when it is neither."""
+    path = Path(spec.partition("#")[0]).expanduser()
+    return path if path.is_file() else available_directions().get(spec)
+
+
 def _component_file(path: Path, spec: str, generator: nn.Module, mode: GANSpaceMode) -> Any:
     """``FILE#k`` or ``FILE#k:start:end`` of a GANSpace or SeFa file."""
     parts = spec.split(":")
@@ -189,18 +196,18 @@ def resolve_edit(spec: str, generator: nn.Module, layers: str | Sequence[int] | 
                                  "'stylespace:layer:channel'")
             edit, name = StyleEdit(int(parts[0]), int(parts[1])), ""
         return StyleSpaceEdit(edit, style_std(generator, style_std_samples, seed), name=name)
-    file_part, _, component = spec.partition("#")
-    path = Path(file_part).expanduser()
-    if path.is_file():
-        if component:
-            return _component_file(path, component, generator, ganspace_mode)
-        direction = load_direction(path)
-    elif spec in (named := available_directions()):
-        direction = load_direction(named[spec], name=spec)
-    else:
+    path = direction_file(spec)
+    if path is None:
         raise FileNotFoundError(
-            f"direction '{spec}' is neither a file nor a known name; named directions: {sorted(named) or 'none'} "
+            f"direction '{spec}' is neither a file nor a known name; named directions: "
+            f"{sorted(available_directions()) or 'none'} "
             f"(searched {[str(d) for d in builtin_direction_dirs()]}); presets: "
             f"{['ganspace:' + n for n in GANSPACE_PRESETS] + ['stylespace:' + n for n in STYLESPACE_PRESETS]}")
+    file_part, _, component = spec.partition("#")
+    if component:  # only files have components: a name with '#' is never found
+        return _component_file(path, component, generator, ganspace_mode)
+    # A built-in direction is called by its name; a file keeps the name stored in it.
+    builtin = not Path(file_part).expanduser().is_file()
+    direction = load_direction(path, name=spec if builtin else None)
     direction.check_generator(generator)
     return DirectionEdit(direction, layers=chosen)

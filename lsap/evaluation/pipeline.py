@@ -56,10 +56,9 @@ def _weights_file(kind: str, spec: str) -> Path | None:
 
         spec = builtin_encoder_path(spec)
     elif kind == "direction":
-        from lsap.editing.edits import available_directions
+        from lsap.editing.edits import direction_file
 
-        spec = str(spec).partition("#")[0]
-        spec = available_directions().get(spec, spec) if not Path(spec).is_file() else spec
+        spec = direction_file(spec) or spec
     file = Path(spec)
     return file if file.is_file() else None
 
