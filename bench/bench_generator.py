@@ -36,6 +36,7 @@ VARIANTS = {
     "non-fused, channels_last": dict(fused=False, channels_last=True),
     "non-fused, bf16 autocast": dict(fused=False, bf16=True),
     "non-fused, torch.compile": dict(fused=False, compile=True),
+    "convolutions alone": dict(fused=False, floor=True),
 }
 
 
@@ -60,6 +61,8 @@ def worker(cfg: dict) -> dict:
     if cfg.get("compile"):
         synthesis = torch.compile(g.synthesis)
     ws = torch.randn(batch, g.num_ws, g.w_dim, requires_grad=True)
+    if cfg.get("floor"):
+        return _convolution_floor(synthesis, ws, cfg["iters"])
 
     def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(cfg.get("bf16"))):
@@ -75,6 +78,56 @@ def worker(cfg: dict) -> dict:
         step()
         times.append(time.perf_counter() - start)
     return {"s": min(times), "all_s": times, "warmup_s": warmup_s, "batch": batch}
+
+
+def _convolution_floor(synthesis, ws, iters: int) -> dict:
+    """The convolutions of one non-fused forward pass replayed alone (same shapes, fresh
+    tensors, forward + backward for input and weight): a lower bound for any implementation
+    built on PyTorch's convolutions. Also the matmul rate of this CPU, for scale."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    calls = []
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.convolution.default:
+                calls.append((args[0].shape, args[0].requires_grad, args[1].shape, args[1].requires_grad, *args[3:]))
+            return func(*args, **(kwargs or {}))
+
+    with Record():  # with autograd on, so the recorded requires_grad flags are the real ones
+        synthesis(ws, noise_mode="const")
+    tensors = [(torch.randn(x, requires_grad=xg), torch.randn(w, requires_grad=wg), rest)
+               for x, xg, w, wg, *rest in calls]
+    per_call = []
+    for (x, w, (stride, padding, dilation, transposed, output_padding, groups)) in tensors:
+        out = torch.ops.aten.convolution(x, w, None, stride, padding, dilation, transposed, output_padding, groups)
+        spatial = x.shape[2] * x.shape[3] if transposed else out.shape[2] * out.shape[3]
+        passes = 1 + x.requires_grad + w.requires_grad  # forward, input gradient, weight gradient
+        per_call.append(passes * 2 * x.shape[0] * w.shape[0] * w.shape[1] * w.shape[2] * w.shape[3] * spatial)
+
+    def step() -> None:
+        for x, w, (stride, padding, dilation, transposed, output_padding, groups) in tensors:
+            out = torch.ops.aten.convolution(x, w, None, stride, padding, dilation, transposed, output_padding,
+                                             groups)
+            if out.requires_grad:
+                out.backward(torch.ones_like(out))
+
+    step()
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    a = torch.randn(2048, 2048)  # the matmul rate, for scale
+    a @ a
+    start = time.perf_counter()
+    for _ in range(10):
+        a @ a
+    gemm_gflops = 10 * 2 * 2048**3 / (time.perf_counter() - start) / 1e9
+    return {"s": min(times), "all_s": times, "batch": ws.shape[0], "convolutions": len(calls),
+            "conv_gflop": sum(per_call) / 1e9, "gemm_gflops": gemm_gflops,
+            "calls": [[list(x.shape), list(w.shape), rest[3], f] for (x, w, rest), f in zip(tensors, per_call)]}
 
 
 def run_worker(cfg: dict, pythonpath: Path) -> dict:
@@ -128,6 +181,12 @@ def main(argv: list[str] | None = None) -> None:
         every = ", ".join(f"{t:.2f}" for r in runs for t in r.get("all_s", [])) or runs[-1].get("error", "")
         ratio = f"{b / base:.2f}x" if b and base else "-"
         print(f"| {variant} | {b:.2f} | {ratio} | {every} |" if b else f"| {variant} | failed | - | {every} |")
+    floor = [r for r in results["issue"].get("convolutions alone", []) if "s" in r]
+    if floor:
+        f = min(floor, key=lambda r: r["s"])
+        print(f"\n'convolutions alone': the {f['convolutions']} convolutions of one forward pass, replayed with "
+              f"fresh tensors (forward + backward): {f['conv_gflop']:.0f} GFLOP, i.e. {f['conv_gflop'] / f['s']:.0f} "
+              f"GFLOP/s; this CPU's 2048x2048 float32 matmul runs at {f['gemm_gflops']:.0f} GFLOP/s.")
     print("\nTraining throughput, 32 px, channel_max 128, batch 32, fwd+bwd:\n")
     print("| variant | images/s |")
     print("|---|---:|")
