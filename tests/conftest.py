@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ import torch
 
 from lsap.model import Generator, GeneratorSource
 
+BENCH = Path(__file__).resolve().parents[1] / "bench"
 FIXTURES = Path(os.environ.get("LSAP_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
 
 
@@ -21,6 +24,14 @@ def small_source(resolution: int = 32, seed: int = 0, **overrides: Any) -> Gener
                                 "channel_max": 32, "w_avg_samples": 1000}
     settings.update(overrides)
     return GeneratorSource(**settings)
+
+
+def load_bench_script(name: str) -> ModuleType:
+    """Import ``bench/<name>.py`` (scripts, not a package) to test its functions."""
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import struct
 from pathlib import Path
@@ -14,15 +13,11 @@ import torch
 
 from lsap.model import Generator, save_generator
 from lsap.nets.fashion_classifier import FEATURE_DIM, WEIGHTS_FILE, FashionClassifier, load_fashion_classifier
-
-QUALITY_SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "fashion32_quality.py"
+from conftest import load_bench_script
 
 
 def load_quality_script():
-    spec = importlib.util.spec_from_file_location("fashion32_quality", QUALITY_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("fashion32_quality")
 
 
 def test_classifier_shapes_and_input_forms() -> None:

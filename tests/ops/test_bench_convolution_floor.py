@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import torch
 
 from lsap.model import Generator
-
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "bench_generator.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_generator", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_bench_script
 
 
 def test_convolution_floor_counts_the_modulated_convolutions():
@@ -24,7 +13,7 @@ def test_convolution_floor_counts_the_modulated_convolutions():
     g = Generator(resolution=16, z_dim=8, w_dim=8, mapping_layers=1, channel_max=16, fused_modconv=False)
     batch = 2
     ws = torch.randn(batch, g.num_ws, g.w_dim, requires_grad=True)
-    result = load_script()._convolution_floor(g.synthesis, ws, iters=1)
+    result = load_bench_script("bench_generator")._convolution_floor(g.synthesis, ws, iters=1)
     assert result["s"] > 0 and result["gemm_gflops"] > 0
 
     # Independent count: every modulated conv (3x3, up or not) and ToRGB (1x1) is one call
