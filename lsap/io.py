@@ -20,12 +20,14 @@ from typing import IO, Any, Sequence
 
 import torch
 
+from lsap.errors import BadFileError, UnsafeFileError
 
-class UnsafeCheckpointError(pickle.UnpicklingError):
+
+class UnsafeCheckpointError(UnsafeFileError):
     """The file can only be unpickled by importing or running code it names."""
 
 
-class CheckpointError(ValueError):
+class CheckpointError(BadFileError):
     """A weights file is damaged, or not what was expected. Every error lsap raises about a
     file's content is one of these (or :class:`UnsafeCheckpointError`) and names the file."""
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Mapping, Sequence
+from typing import Callable, Literal, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -28,6 +28,13 @@ from lsap.model.sampling import z_blocks
 from lsap.ops import bias_act, modulated_conv2d, setup_filter, upsample2d
 
 NoiseMode = Literal["const", "random", "none"]
+
+#: ``hook(point, resolution, features) -> features``, called inside the synthesis network so
+#: that refinements (HFGI's fusion, SAM's feature offsets) can read or change the features:
+#: ``point`` is ``"up"`` right after a block's up-sampling conv (not called at 4x4) and
+#: ``"block"`` for a block's output, before its toRGB. Return the features unchanged to only
+#: read them.
+FeatureHook = Callable[[Literal["up", "block"], int, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -221,7 +228,7 @@ class SynthesisNetwork(nn.Module):
 
     def forward_styles(self, styles: Sequence[torch.Tensor], noise_mode: NoiseMode = "const",
                        noise: Sequence[torch.Tensor | None] | None = None, impl: str | None = "ref",
-                       fused_modconv: bool | None = None) -> torch.Tensor:
+                       fused_modconv: bool | None = None, feature_hook: FeatureHook | None = None) -> torch.Tensor:
         if len(styles) != len(self.style_layers):
             raise ValueError(f"expected {len(self.style_layers)} style tensors (full S space), got {len(styles)}")
         batch = styles[0].shape[0]
@@ -239,17 +246,24 @@ class SynthesisNetwork(nn.Module):
 
         x = self.const.to(dtype)[None].expand(batch, -1, -1, -1)
         x = self.convs[0](x, by_name["convs.0"], f, noise_mode, noise[0], impl, fused)
+        if feature_hook is not None:
+            x = feature_hook("block", 4, x)
         img = self.to_rgbs[0](x, by_name["to_rgbs.0"], impl, fused)
         for j in range(1, len(self.to_rgbs)):
-            for c in (2 * j - 1, 2 * j):
-                x = self.convs[c](x, by_name[f"convs.{c}"], f, noise_mode, noise[c], impl, fused)
+            resolution = 4 * 2**j
+            x = self.convs[2 * j - 1](x, by_name[f"convs.{2 * j - 1}"], f, noise_mode, noise[2 * j - 1], impl, fused)
+            if feature_hook is not None:
+                x = feature_hook("up", resolution, x)
+            x = self.convs[2 * j](x, by_name[f"convs.{2 * j}"], f, noise_mode, noise[2 * j], impl, fused)
+            if feature_hook is not None:
+                x = feature_hook("block", resolution, x)
             img = upsample2d(img, f, impl=impl) + self.to_rgbs[j](x, by_name[f"to_rgbs.{j}"], impl, fused)
         return img
 
     def forward(self, ws: torch.Tensor, noise_mode: NoiseMode = "const",
                 noise: Sequence[torch.Tensor | None] | None = None, impl: str | None = "ref",
-                fused_modconv: bool | None = None) -> torch.Tensor:
-        return self.forward_styles(self.styles(ws), noise_mode, noise, impl, fused_modconv)
+                fused_modconv: bool | None = None, feature_hook: FeatureHook | None = None) -> torch.Tensor:
+        return self.forward_styles(self.styles(ws), noise_mode, noise, impl, fused_modconv, feature_hook)
 
 
 class Generator(nn.Module):
@@ -331,9 +345,11 @@ class Generator(nn.Module):
         return out
 
     def synthesis_from_styles(self, styles: Sequence[torch.Tensor], noise_mode: NoiseMode = "const",
-                              noise: Sequence[torch.Tensor | None] | None = None) -> torch.Tensor:
+                              noise: Sequence[torch.Tensor | None] | None = None,
+                              feature_hook: FeatureHook | None = None) -> torch.Tensor:
         """G_S: image from the full list of style vectors."""
-        return self.synthesis_network.forward_styles(styles, noise_mode, noise, self.impl, self.fused_modconv)
+        return self.synthesis_network.forward_styles(styles, noise_mode, noise, self.impl, self.fused_modconv,
+                                                     feature_hook)
 
     # ----- latent spaces -------------------------------------------------------------
     def mapping(self, z: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None) -> torch.Tensor:
@@ -348,11 +364,13 @@ class Generator(nn.Module):
         return ws
 
     def synthesis(self, ws: torch.Tensor, noise_mode: NoiseMode = "const",
-                  noise: Sequence[torch.Tensor | None] | None = None) -> torch.Tensor:
+                  noise: Sequence[torch.Tensor | None] | None = None,
+                  feature_hook: FeatureHook | None = None) -> torch.Tensor:
         """Image ``[B, img_channels, R, R]`` (about [-1, 1]) from W ``[B, w_dim]`` or W+
         ``[B, num_ws, w_dim]``. ``noise`` (one map per conv, ``[B or 1, 1, r, r]``)
-        overrides ``noise_mode``."""
-        return self.synthesis_network(ws, noise_mode, noise, self.impl, self.fused_modconv)
+        overrides ``noise_mode``; ``feature_hook`` (see :data:`FeatureHook`) reads or changes
+        the features on the way."""
+        return self.synthesis_network(ws, noise_mode, noise, self.impl, self.fused_modconv, feature_hook)
 
     def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
                 noise_mode: NoiseMode = "const") -> torch.Tensor:

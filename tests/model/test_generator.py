@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -170,3 +172,29 @@ def test_auto_fused_modconv_rule_is_an_argument_not_a_switch():
     assert choose_fused_modconv(True, 8, cpu) and not choose_fused_modconv(False, 1, gpu)
     assert not choose_fused_modconv(None, 1, cpu) and not choose_fused_modconv(None, 8, cpu)
     assert choose_fused_modconv(None, 1, gpu) and not choose_fused_modconv(None, 8, gpu)
+
+
+def test_feature_hook_sees_every_block_and_identity_changes_nothing(g):
+    ws = g.mapping(torch.randn(2, g.z_dim, generator=torch.Generator().manual_seed(3), dtype=torch.float64))
+    seen = []
+
+    def hook(point, resolution, features):
+        seen.append((point, resolution, features.shape[-1]))
+        return features
+
+    plain = g.synthesis(ws)
+    hooked = g.synthesis(ws, feature_hook=hook)
+    torch.testing.assert_close(hooked, plain, rtol=0, atol=0)
+    resolutions = [2**i for i in range(2, int(math.log2(g.resolution)) + 1)]
+    expected = [("block", 4, 4)] + [p for r in resolutions[1:] for p in (("up", r, r), ("block", r, r))]
+    assert seen == expected
+
+
+def test_feature_hook_changes_reach_the_image(g):
+    ws = g.mapping(torch.randn(1, g.z_dim, generator=torch.Generator().manual_seed(4), dtype=torch.float64))
+    last = g.resolution
+
+    def shift_last_block(point, resolution, features):
+        return features + 1.0 if (point, resolution) == ("block", last) else features
+
+    assert not torch.allclose(g.synthesis(ws, feature_hook=shift_last_block), g.synthesis(ws))
