@@ -1,6 +1,8 @@
-"""What the inversion modules (LSAP_E, LSAP_O, PTI) share: a frozen generator built from
-its config source, the NSCD loss of its S^N anchors, and per-image image losses compared
-at one loss resolution with one resizing rule (:func:`lsap.losses.reconstruction.to_resolution`).
+"""What the inversion modules (LSAP_E, LSAP_O, PTI, and the refinements) share: a frozen
+generator built from its config source, the NSCD loss of its S^N anchors, per-image image
+losses compared at one loss resolution with one resizing rule
+(:func:`lsap.losses.reconstruction.to_resolution`), and the one way a ``predict_step``
+builds its :class:`~lsap.results.InversionPrediction` (:meth:`FrozenGeneratorModule.build_prediction`).
 """
 
 from __future__ import annotations
@@ -16,8 +18,20 @@ from lsap.losses.nscd import NSCDLoss
 from lsap.losses.reconstruction import to_resolution
 from lsap.metrics.anchors import Anchors, compute_anchors, generator_fingerprint
 from lsap.model import Generator, GeneratorSource
+from lsap.results import InversionPrediction
 
-__all__ = ["FrozenGeneratorModule"]
+__all__ = ["FrozenGeneratorModule", "require_grad_mode"]
+
+
+def require_grad_mode(owner: str) -> None:
+    """Raise a clear error when gradients cannot be enabled (``torch.inference_mode``): the
+    modules that optimise inside ``predict_step`` need them."""
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError(
+            f"{owner} optimises inside predict_step and needs gradients, but the Trainer runs prediction under "
+            "torch.inference_mode. Build the Trainer with inference_mode=False (in a config: "
+            "'trainer: {inference_mode: false}')."
+        )
 
 
 class FrozenGeneratorModule(LightningModule):
@@ -31,7 +45,9 @@ class FrozenGeneratorModule(LightningModule):
     * ``self.anchors`` and ``self.nscd_loss`` (per image, official form, LSAP layers) are
       built on first use from the anchor settings; the loss then is an ordinary submodule
       whose buffers are non-persistent, so it follows ``.to()`` and never enters a checkpoint;
-    * :meth:`image_losses` gives per-image ``mse`` (and ``lpips``) at ``image_loss_resolution``.
+    * :meth:`image_losses` gives per-image ``mse`` (and ``lpips``) at ``image_loss_resolution``;
+    * :meth:`nscd_per_image` gives the reported NSCD of codes, and :meth:`build_prediction`
+      the ``predict_step`` output every writer reads.
     """
 
     generator: Generator
@@ -103,3 +119,36 @@ class FrozenGeneratorModule(LightningModule):
         if self.lpips is not None and with_lpips:
             losses["lpips"] = self.lpips.per_sample(synth, target, mask)
         return losses
+
+    # ----- predictions ----------------------------------------------------------------------
+    def nscd_per_image(self, ws: Tensor) -> tuple[Tensor, Tensor]:
+        """The reported NSCD of W+ codes ``[B, num_ws, w_dim]``: per image ``[B]`` (mean over
+        the LSAP layers) and per layer ``[B, L]``, float32, computed in float64 without
+        gradients; the anchors are the NSCD loss's."""
+        with torch.no_grad():
+            layers = self.nscd_loss.alignment.distances(ws.detach(), torch.float64).float()
+        return layers.mean(dim=1), layers
+
+    def build_prediction(self, pending: InversionPrediction, ws: Tensor, image: Tensor,
+                         losses: dict[str, Tensor], meta: dict[str, Any], **extra: Any) -> InversionPrediction:
+        """Complete ``pending`` (from :func:`lsap.results.split_pending`) with the results of
+        its B images: detached ``ws``, the reconstruction ``image`` clamped to [-1, 1], the
+        per-image ``losses`` (each reshaped to ``[B]``), their NSCD (:meth:`nscd_per_image`)
+        and ``meta`` with the generator's fingerprint added. ``extra`` holds the optional
+        entries (``noise``, ``pti_delta``, or a refinement's own) and is stored as given.
+        """
+        batch = ws.shape[0]
+        if image.shape[0] != batch or len(pending.get("path") or pending.get("index", ())) not in (0, batch):
+            raise ValueError(f"a prediction needs one code and one image per pending item: got {batch} codes, "
+                             f"{image.shape[0]} images for {len(pending.get('path') or ())} items")
+        nscd, layers = self.nscd_per_image(ws)
+        pending.update(
+            ws=ws.detach(),
+            image=image.detach().clamp(-1, 1),
+            losses={name: value.detach().reshape(batch) for name, value in losses.items()},
+            nscd=nscd,
+            nscd_layers=layers,
+            meta={**meta, "generator_hash": self.generator_hash},
+        )
+        pending.update(extra)  # type: ignore[typeddict-item]
+        return pending

@@ -20,11 +20,11 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
-from torchmetrics.image import StructuralSimilarityIndexMeasure
 
 from lsap.losses import DeltaRegularizer, LPIPSLoss, MoCoLoss
 from lsap.losses.identity import IDLoss
 from lsap.metrics import NSCD
+from lsap.metrics.fidelity import MSE, PSNR, SSIM, quantize_uint8
 from lsap.model import GeneratorSource
 from lsap.modules.base import FrozenGeneratorModule
 from lsap.optim import Ranger
@@ -121,16 +121,17 @@ class LSAP_E(FrozenGeneratorModule):  # noqa: N801 - the method's name in the pa
 
     # ---------------------------------------------------------------------------------
     def _eval_metrics(self, prefix: str) -> MetricCollection:
+        # The fidelity metrics of ``lsap evaluate`` (default convention), so that validation
+        # and evaluation of the same images report the same numbers.
         metrics: dict[str, Any] = {
-            "mse": MeanMetric(), "psnr": MeanMetric(),
-            "ssim": StructuralSimilarityIndexMeasure(data_range=(-1.0, 1.0)),
+            "mse": MSE(), "psnr": PSNR(), "ssim": SSIM(),
             "nscd": NSCD(generator=self.generator, anchors=self.anchors),
         }
         if self.lpips is not None:
             metrics["lpips"] = MeanMetric()
         if self.identity is not None:
             metrics["id_similarity"] = MeanMetric()
-        return MetricCollection(metrics, prefix=prefix)
+        return MetricCollection(metrics, prefix=prefix, compute_groups=False)
 
     def _load_published_encoder(self, path: str) -> None:
         from lsap.encoders import load_encoder_checkpoint
@@ -198,17 +199,16 @@ class LSAP_E(FrozenGeneratorModule):  # noqa: N801 - the method's name in the pa
 
     def _evaluate(self, batch: dict[str, Tensor], metrics: MetricCollection) -> dict[str, Tensor]:
         ws, recon = self(batch["image"])
-        # Scored as displayed: the reconstruction clamped to the image range.
-        pred, target = self.at_loss_resolution(recon.clamp(-1, 1)), self.at_loss_resolution(batch["image"])
-        losses = self.image_losses(pred, target)
-        mse = losses["mse"]
-        metrics["mse"].update(mse)
-        # Mean of per-image PSNR, peak-to-peak 2 for [-1, 1] images (squared range 4).
-        metrics["psnr"].update(10 * torch.log10(4 / mse.clamp_min(1e-10)))
-        metrics["ssim"].update(pred, target)
+        # Fidelity is scored as ``lsap evaluate`` scores the written result: the 8-bit
+        # reconstruction at the generator's resolution against the input.
+        written = quantize_uint8(recon.detach().float())
+        for name in ("mse", "psnr", "ssim"):
+            metrics[name].update(written, batch["image"].to(written.device, torch.float32))
         metrics["nscd"].update(ws)
+        if "lpips" in metrics or "id_similarity" in metrics:
+            pred, target = self.at_loss_resolution(recon.clamp(-1, 1)), self.at_loss_resolution(batch["image"])
         if "lpips" in metrics:
-            metrics["lpips"].update(losses["lpips"])
+            metrics["lpips"].update(self.image_losses(pred, target)["lpips"])
         if "id_similarity" in metrics:
             metrics["id_similarity"].update(self.identity.loss_and_similarity(pred, target)[1])
         return {"recon": recon.detach(), "ws": ws.detach()}
@@ -242,11 +242,7 @@ class LSAP_E(FrozenGeneratorModule):  # noqa: N801 - the method's name in the pa
         mask = self.at_loss_resolution(mask.index_select(0, index)) if mask is not None else None
         ws, recon = self(images)
         losses = self.image_losses(recon, self.at_loss_resolution(images), mask)
-        layers = self.nscd_loss.alignment.distances(ws)
-        out.update(ws=ws.detach(), image=recon.detach().clamp(-1, 1), losses=losses, nscd=layers.mean(1).float(),
-                   nscd_layers=layers.float(),
-                   meta={"method": "lsap_e", "generator_hash": self.generator_hash})
-        return out
+        return self.build_prediction(out, ws, recon, losses, meta={"method": "lsap_e"})
 
     # ---------------------------------------------------------------------------------
     def configure_optimizers(self) -> torch.optim.Optimizer:

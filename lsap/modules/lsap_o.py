@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from lsap.losses import LPIPSLoss, NoiseRegularizer, normalize_noise_
 from lsap.losses.reconstruction import to_resolution
 from lsap.model import GeneratorSource
-from lsap.modules.base import FrozenGeneratorModule
+from lsap.modules.base import FrozenGeneratorModule, require_grad_mode
 from lsap.model.sampling import derive_seed
 from lsap.results import InversionPrediction, batch_names, split_pending
 
@@ -68,16 +68,6 @@ def latent_noise_at(step: int, num_steps: int, w_std: float, factor: float, ramp
         return 0.0
     t = step / num_steps
     return w_std * factor * max(0.0, 1.0 - t / ramp) ** 2
-
-
-def require_grad_mode(owner: str) -> None:
-    """Raise a clear error when gradients cannot be enabled (``torch.inference_mode``)."""
-    if torch.is_inference_mode_enabled():
-        raise RuntimeError(
-            f"{owner} optimises inside predict_step and needs gradients, but the Trainer runs prediction under "
-            "torch.inference_mode. Build the Trainer with inference_mode=False (in a config: "
-            "'trainer: {inference_mode: false}')."
-        )
 
 
 @dataclass
@@ -201,9 +191,8 @@ class LSAP_O(FrozenGeneratorModule):
         result = self.invert(batch["image"].index_select(0, index), names,
                              mask=mask.index_select(0, index) if mask is not None else None,
                              description=f"LSAP_O batch {batch_idx}")
-        out.update(ws=result.ws, image=result.image.clamp(-1, 1), losses=result.losses, nscd=result.nscd,
-                   nscd_layers=result.nscd_layers, noise=result.noise, meta=self.run_meta())
-        return out
+        return self.build_prediction(out, result.ws, result.image, result.losses, meta=self.run_meta(),
+                                     noise=result.noise)
 
     # ----- the optimisation -------------------------------------------------------------
     def _generators(self, names: list[str]) -> list[torch.Generator]:
@@ -288,6 +277,6 @@ class LSAP_O(FrozenGeneratorModule):
             if self.optimize_noise:
                 losses["noise_reg"] = self.noise_regularizer(noise)
             losses["total"] = self._total(losses)
-            layers = nscd_loss.alignment.distances(ws, torch.float32)
-        return InversionResult(ws=ws, noise=noise if self.optimize_noise else None, image=image, losses={k: v.detach() for k, v in losses.items()},
-                               nscd=layers.mean(dim=1), nscd_layers=layers)
+        nscd, layers = self.nscd_per_image(ws)
+        return InversionResult(ws=ws, noise=noise if self.optimize_noise else None, image=image,
+                               losses={k: v.detach() for k, v in losses.items()}, nscd=nscd, nscd_layers=layers)

@@ -30,15 +30,11 @@ from tqdm.auto import tqdm
 from lsap.losses import LocalityRegularizer, LPIPSLoss
 from lsap.model import Generator, GeneratorSource
 from lsap.model.sampling import derive_seed
-from lsap.model.delta import DELTA_DTYPES, DeltaDtype, apply_delta, load_delta, make_delta
-from lsap.modules.base import FrozenGeneratorModule
-from lsap.modules.lsap_o import require_grad_mode
+from lsap.model.delta import DELTA_DTYPES, DeltaDtype, apply_delta, make_delta
+from lsap.modules.base import FrozenGeneratorModule, require_grad_mode
 from lsap.results import InversionPrediction, InversionResults, batch_names, split_pending
 
 __all__ = ["PTI"]
-
-# Former names of the delta functions (now in lsap.model.delta).
-apply_pti_delta, load_pti_delta, make_pti_delta = apply_delta, load_delta, make_delta
 
 # ----- the module ------------------------------------------------------------------------------
 class PTI(FrozenGeneratorModule):
@@ -213,21 +209,12 @@ class PTI(FrozenGeneratorModule):
             losses.append(result["losses"])
             deltas.append(result["delta"])
             codes.append(ws)
-        ws = torch.cat(codes)
-        nscd_loss = self.nscd_loss
-        with torch.no_grad():
-            layers = nscd_loss.alignment.distances(ws, torch.float32)
-        out.update(
-            ws=ws,
-            image=torch.cat(images).clamp(-1, 1),
-            losses={k: torch.cat([entry[k].reshape(1) for entry in losses]) for k in losses[0]},
-            nscd=layers.mean(dim=1),
-            nscd_layers=layers,
-            pti_delta=deltas,
-            meta={"method": "pti", "pivots_dir": str(self.pivots_dir), "num_steps": self.num_steps,
-                  "learning_rate": self.learning_rate, "generator_hash": self.generator_hash,
-                  "delta_dtype": self.delta_dtype, "pivot_method": (pivots[0].get("meta") or {}).get("method")},
-        )
+        meta = {"method": "pti", "pivots_dir": str(self.pivots_dir), "num_steps": self.num_steps,
+                "learning_rate": self.learning_rate, "generator_hash": self.generator_hash, "delta_dtype": self.delta_dtype,
+                "pivot_method": (pivots[0].get("meta") or {}).get("method")}
+        extra: dict[str, Any] = {"pti_delta": deltas}
         if use_noise:
-            out["noise"] = [torch.cat([p["noise"][j] for p in pivots]) for j in range(len(pivots[0]["noise"]))]
-        return out
+            extra["noise"] = [torch.cat([p["noise"][j] for p in pivots]) for j in range(len(pivots[0]["noise"]))]
+        return self.build_prediction(out, torch.cat(codes), torch.cat(images),
+                                     {k: torch.cat([entry[k].reshape(1) for entry in losses]) for k in losses[0]},
+                                     meta=meta, **extra)
