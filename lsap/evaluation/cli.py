@@ -18,7 +18,8 @@ def evaluate_command(results_dir: str, *, real: str, output: str | None = None, 
                      device: str = "cpu", batch_size: int = 8, real_stats: str | None = None,
                      tensorboard: str | None = None, wandb_project: str | None = None,
                      wandb_mode: str | None = None, pca_samples: int = 1000,
-                     real_fit: Literal["resize", "pad"] = "resize") -> None:
+                     real_fit: Literal["resize", "pad"] = "resize", reinvert: bool = False,
+                     reinvert_steps: int | None = None) -> None:
     """Evaluate an inversion output folder: fidelity (MSE, PSNR, SSIM, MS-SSIM, LPIPS, ID), FID,
     NSCD and LEC, each when its weights are given; writes metrics.json, metrics.md and
     per_image.jsonl and says which metrics it skipped and why.
@@ -51,6 +52,10 @@ def evaluate_command(results_dir: str, *, real: str, output: str | None = None, 
         real_fit: inputs of another size than the reconstructions are resized to them ("resize"), or
             centred on a black canvas ("pad": Fashion-MNIST's 28 px files against a 32 px generator).
             FID reads the files as they are.
+        reinvert: also the edit-and-reinvert LEC of an LSAP_O results folder (``lec_reinvert``): re-runs
+            the run's optimisation, rebuilt from its config.yaml (lsap's own components only), on each
+            edited image; needs --direction and --generator.
+        reinvert_steps: optimisation steps of each re-inversion (default: the run's own num_steps).
     """
     from lsap.evaluation.pipeline import evaluate
     from lsap.evaluation.report import markdown_report
@@ -61,7 +66,7 @@ def evaluate_command(results_dir: str, *, real: str, output: str | None = None, 
                       encoder=encoder, direction=direction, strength=strength, convention=convention,
                       device=device, batch_size=batch_size, real_stats=real_stats, tensorboard=tensorboard,
                       wandb_project=wandb_project, wandb_mode=wandb_mode, pca_samples=pca_samples,
-                      real_fit=real_fit)
+                      real_fit=real_fit, reinvert=reinvert, reinvert_steps=reinvert_steps)
     print(markdown_report(report), end="")
 
 

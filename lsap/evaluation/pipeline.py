@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from lsap.errors import MissingInputError
 from lsap.evaluation.inputs import RealFit, pair_with_inputs, read_image, read_real_image, read_reconstructions
 from lsap.evaluation.report import write_reports
 from lsap.metrics.fid import file_sha256
@@ -101,37 +102,21 @@ def _lec(encoder: str, generator: Any, direction: str, strength: float, pairs: l
     return summary
 
 
-def _instantiate(value: Any) -> Any:
-    """A ``{"class_path", "init_args"}`` config value as an object (other values as they are)."""
-    if isinstance(value, dict) and "class_path" in value:
-        import importlib
-
-        module, _, name = value["class_path"].rpartition(".")
-        cls = getattr(importlib.import_module(module), name)
-        return cls(**{k: _instantiate(v) for k, v in (value.get("init_args") or {}).items()})
-    return value
-
-
-def reinversion_module(results_dir: str, num_steps: int | None = None) -> Any:
-    """The LSAP_O module of the run that wrote ``results_dir`` (from its ``config.yaml``), for
+def reinversion_module(results_dir: str, num_steps: int | None = None, allowed: tuple[str, ...] = ()) -> Any:
+    """The LSAP_O module of the run that wrote ``results_dir``, rebuilt from its ``config.yaml``
+    by the safe run-config reader (lsap's own components only, or ``allowed``), for
     re-inverting edited images; ``num_steps`` overrides the run's schedule length."""
-    import yaml
-
+    from lsap.model.run_config import config_file, module_from_run_config
     from lsap.modules import LSAP_O
 
-    config_path = Path(results_dir) / "config.yaml"
-    if not config_path.is_file():
-        raise FileNotFoundError(f"'{config_path}' is missing: the edit-and-reinvert LEC re-runs the inversion "
+    file = config_file(results_dir)
+    if not file.is_file():
+        raise MissingInputError(f"'{file}' is missing: the edit-and-reinvert LEC re-runs the inversion "
                                 "that wrote the results and reads its settings from there")
-    model = (yaml.safe_load(config_path.read_text()) or {}).get("model") or {}
-    if not str(model.get("class_path", "")).endswith("LSAP_O"):
-        raise ValueError(f"'{config_path}' is not an LSAP_O run ({model.get('class_path')!r}): the "
-                         "edit-and-reinvert LEC is for optimisation results")
-    args = {k: _instantiate(v) for k, v in (model.get("init_args") or {}).items()}
+    overrides: dict[str, Any] = {"progress": False}
     if num_steps is not None:
-        args["num_steps"] = num_steps
-    args["progress"] = False
-    return LSAP_O(**args)
+        overrides["num_steps"] = num_steps
+    return module_from_run_config(file, LSAP_O, overrides, allowed)
 
 
 def _lec_reinvert(results_dir: str, generator: Any, direction: str, strength: float, pairs: list,

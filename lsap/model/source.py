@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
+from lsap.errors import BadFileError, BadValueError, MissingInputError
 from lsap.model.checkpoints import load_generator
 from lsap.model.generator import Generator
 
@@ -36,13 +37,23 @@ class GeneratorSource:
     w_avg_samples: int = 10_000
 
     @classmethod
-    def coerce(cls, value: "GeneratorSource | Mapping[str, Any]") -> "GeneratorSource":
-        """Accept a source or its plain-dict form (what checkpoints store as hyper-parameters)."""
+    def coerce(cls, value: "GeneratorSource | Mapping[str, Any]", where: str = "generator") -> "GeneratorSource":
+        """Accept a source or its plain-dict form (what checkpoints store as hyper-parameters);
+        an unknown field or a component (``class_path``) is a :class:`BadValueError` naming it."""
         if isinstance(value, cls):
             return value
-        if isinstance(value, Mapping):
-            return cls(**value)
-        raise TypeError(f"generator must be a GeneratorSource or a dict of its fields, got {type(value).__name__}")
+        if not isinstance(value, Mapping):
+            raise BadValueError(f"{where} must be a GeneratorSource or a mapping of its fields, "
+                                f"got {type(value).__name__}")
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(str(k) for k in value if k not in valid)
+        if unknown:
+            raise BadValueError(f"{where}: unknown field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                                f"a generator spec takes {', '.join(valid)}")
+        for key, item in value.items():
+            if isinstance(item, (Mapping, list, tuple)):
+                raise BadValueError(f"{where}: field '{key}' must be a plain value, got {type(item).__name__}")
+        return cls(**value)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,26 +76,40 @@ class GeneratorSource:
 
 
 def generator_from_spec(spec: str | None, results_dir: str | None = None) -> Generator:
-    """A generator from a checkpoint path, a YAML/JSON file of ``GeneratorSource`` fields or a run
-    config (its ``model.init_args.generator``), a JSON object string, or (``spec`` None) the
-    ``config.yaml`` Lightning saved next to ``results_dir``."""
+    """A generator from a checkpoint path or built-in name, a YAML/JSON file of ``GeneratorSource``
+    fields or a run config (its ``model.init_args.generator``), a JSON object string, or (``spec``
+    None) the ``config.yaml`` Lightning saved next to ``results_dir``.
+
+    Run configs are untrusted data: they go through :func:`lsap.model.run_config.read_run_config`
+    and a config naming any component other than lsap's own is refused."""
+    from lsap.model.run_config import check_components, config_file, model_section, read_run_config
+
     if spec is None:
-        candidate = Path(results_dir or ".") / "config.yaml"
+        folder = Path(results_dir or ".")
+        if not folder.is_dir():
+            raise MissingInputError(f"results folder not found: '{folder}'")
+        candidate = config_file(folder)
         if not candidate.is_file():
-            raise FileNotFoundError(f"no generator given and no '{candidate}' to read it from: pass --generator "
+            raise MissingInputError(f"no generator given and no '{candidate}' to read it from: pass --generator "
                                     "(a checkpoint, or the config of the inversion run)")
         spec = str(candidate)
     text = spec.strip()
     if text.startswith("{"):
-        return GeneratorSource.coerce(json.loads(text)).build()
+        try:
+            fields_ = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise BadValueError(f"the generator spec is not valid JSON ({error.msg} at character {error.pos}): "
+                                f"{text[:80]}") from None
+        return GeneratorSource.coerce(fields_, "the generator spec").build()
     path = Path(spec).expanduser()
     if path.suffix in (".yaml", ".yml", ".json") and path.is_file():
-        import yaml
-
-        data: Any = yaml.safe_load(path.read_text())
-        if isinstance(data, dict) and isinstance(data.get("model"), dict):
-            data = (data["model"].get("init_args") or data["model"]).get("generator")
+        data = read_run_config(path)
+        class_path, settings = model_section(data, str(path))
+        if "model" in data:
+            check_components(data["model"], f"'{path}' model")
+            data = settings.get("generator")
         if not isinstance(data, dict):
-            raise ValueError(f"'{path}' holds no generator (expected GeneratorSource fields or model.init_args.generator)")
-        return GeneratorSource.coerce(data).build()
+            raise BadFileError(f"'{path}' holds no generator (expected GeneratorSource fields or "
+                               "model.init_args.generator)")
+        return GeneratorSource.coerce(data, f"'{path}' generator").build()
     return GeneratorSource(checkpoint=str(path)).build()
