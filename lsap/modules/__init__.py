@@ -4,6 +4,7 @@ refinement and StyleGAN2 training."""
 from lsap.modules.lsap_e import LSAP_E
 from lsap.modules.lsap_o import LSAP_O, InversionResult
 from lsap.modules.pti import PTI
+from lsap.modules.sam import SAM
 from lsap.modules.stylegan2 import StyleGAN2
 
-__all__ = ["LSAP_E", "LSAP_O", "PTI", "InversionResult", "StyleGAN2"]
+__all__ = ["LSAP_E", "LSAP_O", "PTI", "SAM", "InversionResult", "StyleGAN2"]

@@ -52,9 +52,11 @@ __all__ = [
     "offset_hook",
     "render_edit",
     "render_state",
+    "render_state_file",
     "resize_mask",
     "save_state",
     "select_layers",
+    "state_tensors",
     "selection_masks",
 ]
 
@@ -311,3 +313,18 @@ def render_edit(generator: Generator, ws: Tensor, edited_ws: Tensor, offsets: Ma
     block (``h <- h * (1 - m) + F * m``). ``edited_ws == ws`` gives the reconstruction."""
     features = edit_features(generator, ws, offsets, masks, noise)
     return generator.synthesis(edited_ws, noise=noise, feature_hook=blend_hook(features, masks))
+
+
+def render_state_file(generator: Generator, state: Mapping[str, Any], edited_ws: Tensor | None = None,
+                      noise: Sequence[Tensor] | None = None) -> Tensor:
+    """Render one image's SAM state (:func:`load_state`): its reconstruction ``[1, 3, R, R]``,
+    or with ``edited_ws`` ``[B, num_ws, w_dim]`` the edits through it (the editing rule)."""
+    device = generator.w_avg.device
+    offsets, masks = state_tensors(state, device)
+    ws = state["ws"][None].to(device=device, dtype=torch.float32)
+    if edited_ws is None:
+        return render_state(generator, ws, offsets, masks, noise)
+    batch = edited_ws.shape[0]
+    offsets = {r: o.expand(batch, -1, -1, -1) for r, o in offsets.items()}
+    masks = {r: m.expand(batch, -1, -1, -1) for r, m in masks.items()}
+    return render_edit(generator, ws.expand(batch, -1, -1), edited_ws.to(device), offsets, masks, noise)
