@@ -1,7 +1,11 @@
-"""Reading weight files without executing code from them.
+"""Reading weight files without executing code from them; writing files atomically.
 
 Every file lsap writes goes through :func:`atomic_write`, so a reader (or a resumed run)
-sees either no file or a complete one. Every loader in lsap goes through :func:`load_weights_file` (``torch.save`` files) or
+sees either no file or a complete one. Written files get the permissions the umask allows
+(as ``open`` would give them); a write that fails (read-only or full disk, no permission)
+is an :class:`~lsap.errors.OutputError` naming the file, and leaves no temporary behind. A
+process killed mid-write can leave one (``.NAME.XXXXXXXX.tmp``): the next run writing to
+that folder removes it (:func:`remove_stale_temporaries`). Every loader in lsap goes through :func:`load_weights_file` (``torch.save`` files) or
 :mod:`lsap.model.safe_pickle` (NVlabs pickles), so the rules and the error messages are
 the same everywhere: a missing file names itself and what it should be, a file that would
 need code execution is refused naming the global it asks for, and a damaged file says so.
@@ -20,7 +24,7 @@ from typing import IO, Any, Sequence
 
 import torch
 
-from lsap.errors import BadFileError, UnsafeFileError
+from lsap.errors import BadFileError, OutputError, UnsafeFileError
 
 
 class UnsafeCheckpointError(UnsafeFileError):
@@ -121,18 +125,101 @@ def _unpickler_reason(error: Exception) -> str:
     return " ".join(reason.split())[:300]
 
 
+# Temporaries of atomic_write: ".<name>." + mkstemp's 8 random characters + ".tmp".
+_TEMPORARY_PREFIX, _TEMPORARY_SUFFIX = ".", ".tmp"
+TEMPORARY_PATTERN = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the system allows (Linux), since
+    setting it to read it would race with other threads creating files."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def output_error(path: str | os.PathLike[str], error: BaseException) -> OutputError:
+    """The one-line error of a failed write of ``path``."""
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    return OutputError(f"cannot write '{path}': {reason}")
+
+
+def _is_write_failure(error: BaseException) -> bool:
+    # torch.save and friends report a failed write of the underlying file as a RuntimeError.
+    if isinstance(error, OSError):
+        return True
+    if isinstance(error, RuntimeError):
+        text = str(error)
+        return any(part in text for part in ("failed writing", "file write failed", "enforce fail", "No space left"))
+    return False
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], Any], mode: str = "wb") -> None:
     """Write ``path`` atomically: ``write`` fills a temporary file in the same folder, which
-    is flushed to disk and then renamed over ``path``. Parent folders are created."""
+    is flushed to disk and then renamed over ``path``. Parent folders are created.
+
+    Raises:
+        OutputError: the folder or the file cannot be written (read-only or full disk,
+            missing permission); the message names ``path``.
+    """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f"{_TEMPORARY_PREFIX}{target.name}.",
+                                             suffix=_TEMPORARY_SUFFIX)
+    except OSError as error:
+        raise output_error(target, error) from None
+    try:
+        os.fchmod(handle, 0o666 & ~current_umask())  # mkstemp makes 0600 whatever the umask
         with os.fdopen(handle, mode) as file:
             write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, target)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        if _is_write_failure(error) and not isinstance(error, OutputError):
+            raise output_error(target, error) from None
         raise
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str], started_before: float) -> list[Path]:
+    """Delete :func:`atomic_write`'s temporaries under ``folder`` (recursively) last
+    modified before ``started_before`` (a ``time.time()``): what a killed process left.
+    Only names of that pattern are touched. Returns the removed paths."""
+    removed = []
+    root = Path(folder)
+    if not root.is_dir():
+        return removed
+    for path in root.rglob(f"{_TEMPORARY_PREFIX}*{_TEMPORARY_SUFFIX}"):
+        if not TEMPORARY_PATTERN.match(path.name) or not path.is_file() or path.is_symlink():
+            continue
+        try:
+            if path.stat().st_mtime < started_before:
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            raise output_error(path, error) from None
+    return removed
+
+
+def check_writable_folder(folder: str | os.PathLike[str]) -> Path:
+    """Create ``folder`` if needed and prove it writable by writing and removing a probe
+    file (permission bits alone do not tell: root, read-only mounts, ACLs)."""
+    root = Path(folder)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=root, prefix=".lsap-write-probe.", suffix=".tmp")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise output_error(root, error) from None
+    return root

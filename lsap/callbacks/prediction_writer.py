@@ -11,6 +11,16 @@ Resuming. Before each ``predict_step`` the writer marks the batch's finished ima
 loader stays untouched, which keeps Lightning's distributed sampler valid; reading an
 already finished image costs only its decoding.
 
+One run, one set of settings. The folder records the run's settings
+(:func:`lsap.run_settings.run_settings`: the module's hyper-parameters and weights'
+fingerprints, the data's preprocessing; not paths or batch sizes) in ``settings.json``. A
+later run with other settings is refused before anything is computed, unless the writer
+has ``overwrite=True`` (``--trainer.callbacks.init_args.overwrite true`` on the command
+line), which deletes the folder's earlier results first. While a run writes, the folder
+holds a lock file (:class:`~lsap.callbacks.run_folder.RunLock`), so a second run into it
+stops with one line; a lock left by a killed run is taken over. The folder is proved
+writable, and temporaries a killed run left are removed, before the first batch.
+
 Distributed runs. Each rank writes the files of its own images (Lightning's predict
 sampler gives every image to exactly one rank). Records are one file per image, so
 ranks never share a file; at the end all ranks meet at a barrier and rank 0 rebuilds
@@ -22,6 +32,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import time
 from collections import Counter
 from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
@@ -30,10 +42,20 @@ from typing import Any
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.utilities import rank_zero_warn
 
+from lsap.callbacks.run_folder import RunLock
 from lsap.data.images import LOAD_FAILURES_KEY
+from lsap.errors import BadValueError, InputError
+from lsap.io import atomic_write, check_writable_folder, remove_stale_temporaries
 from lsap.results import (
+    CODES_DIR,
+    DELTAS_DIR,
     DONE_KEY,
+    IMAGES_DIR,
+    RECORDS_DIR,
+    RESULTS_FILE,
+    SUMMARY_FILE,
     InversionResults,
     item_keys,
     json_safe,
@@ -41,7 +63,13 @@ from lsap.results import (
     per_image,
 )
 
-__all__ = ["InversionWriter"]
+from lsap.run_settings import run_settings, settings_changes, settings_fingerprint
+
+__all__ = ["InversionWriter", "SETTINGS_FILE"]
+
+SETTINGS_FILE = "settings.json"
+# What overwrite=True deletes: the inversion outputs, nothing else in the folder.
+_RESULT_PARTS = (CODES_DIR, IMAGES_DIR, RECORDS_DIR, DELTAS_DIR, RESULTS_FILE, SUMMARY_FILE, SETTINGS_FILE)
 
 # Output keys whose tensors are large; dropped from the returned predictions after writing.
 _LARGE_KEYS = ("image", "noise", "pti_delta")
@@ -74,6 +102,8 @@ class InversionWriter(BasePredictionWriter):
         keep_outputs: keep images, noise and deltas in the predictions ``trainer.predict``
             returns; by default they are dropped after writing so memory stays flat over
             long runs (codes, losses and NSCD are kept).
+        overwrite: when the folder holds results made with other settings, delete them
+            and start over (otherwise such a run is refused).
     """
 
     def __init__(
@@ -84,6 +114,7 @@ class InversionWriter(BasePredictionWriter):
         save_images: bool = True,
         skip_done: bool = True,
         keep_outputs: bool = False,
+        overwrite: bool = False,
     ) -> None:
         super().__init__(write_interval="batch")
         self.output_dir = Path(output_dir)
@@ -93,6 +124,8 @@ class InversionWriter(BasePredictionWriter):
         self.save_images = save_images
         self.skip_done = skip_done
         self.keep_outputs = keep_outputs
+        self.overwrite = overwrite
+        self._lock = RunLock(self.output_dir)
         self._root: str | None = input_root
         self.num_written = 0
         self.num_skipped = 0
@@ -125,7 +158,85 @@ class InversionWriter(BasePredictionWriter):
                     f"{len(clashes)} output names are shared by several inputs (same name, different extension "
                     f"in one folder), e.g. {examples}: their results would overwrite each other; rename them"
                 )
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        started = time.time()
+        problem: str | None = None
+        if trainer.is_global_zero:
+            try:
+                self.prepare_folder(pl_module, getattr(trainer, "datamodule", None), started)
+            except InputError as error:
+                problem = str(error)
+                if trainer.world_size == 1:
+                    raise
+        if trainer.world_size > 1:
+            problem = trainer.strategy.broadcast(problem, src=0)
+            if problem is not None:
+                raise BadValueError(problem)
+            trainer.strategy.barrier("InversionWriter.prepare")
+
+    # ----- the folder --------------------------------------------------------------------
+    @property
+    def settings_file(self) -> Path:
+        return self.output_dir / SETTINGS_FILE
+
+    def prepare_folder(self, module: Any, datamodule: Any = None, started: float | None = None) -> None:
+        """Before the first batch: prove the folder writable, take its lock, check (or
+        record) the run's settings and remove temporaries a killed run left. Raises an
+        :class:`~lsap.errors.InputError` (releasing the lock) when the folder cannot be used."""
+        check_writable_folder(self.output_dir)
+        self._lock.acquire()
+        try:
+            settings = run_settings(module, datamodule)
+            fingerprint = settings_fingerprint(settings)
+            self._check_settings(settings, fingerprint)
+            remove_stale_temporaries(self.output_dir, started if started is not None else time.time())
+            text = json.dumps({"fingerprint": fingerprint, "settings": settings}, indent=2, sort_keys=True)
+            atomic_write(self.settings_file, lambda f: f.write(text + "\n"), mode="w")
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _check_settings(self, settings: dict[str, Any], fingerprint: str) -> None:
+        finished = len(self.results.names()) if self.skip_done else 0
+        if not self.settings_file.is_file():
+            if finished:
+                rank_zero_warn(f"'{self.output_dir}' holds {finished} results but no {SETTINGS_FILE} (written by an "
+                               "older lsap): their settings cannot be checked; they are taken as this run's")
+            return
+        try:
+            recorded = json.loads(self.settings_file.read_text())
+            old_fingerprint, old_settings = recorded["fingerprint"], recorded.get("settings", {})
+        except (OSError, ValueError, KeyError, TypeError):
+            old_fingerprint, old_settings = None, {}
+        if old_fingerprint == fingerprint or not finished:
+            return
+        if self.overwrite:
+            self.clear_results()
+            return
+        changes = "; ".join(settings_changes(old_settings, settings)) or f"damaged {SETTINGS_FILE}"
+        raise BadValueError(
+            f"'{self.output_dir}' holds {finished} results made with other settings ({changes}): use another output "
+            "folder, or pass --trainer.callbacks.init_args.overwrite true (InversionWriter(overwrite=True)) to delete "
+            "them and start over"
+        )
+
+    def clear_results(self) -> None:
+        """Delete the folder's inversion outputs (codes, images, records, deltas, results
+        files and settings); other files in it stay."""
+        for part in _RESULT_PARTS:
+            path = self.output_dir / part
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+
+    def release_folder(self) -> None:
+        self._lock.release()
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self.release_folder()
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self.release_folder()
 
     def on_predict_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int,
                                dataloader_idx: int = 0) -> None:
@@ -208,6 +319,7 @@ class InversionWriter(BasePredictionWriter):
             scanned = getattr(_predict_dataset(trainer), "skipped", None) or ()
             unreadable = list({str(p): (str(p), str(r)) for p, r in [*scanned, *failures]}.values())
             self.merge(written_this_run=int(counts[0]), skipped_this_run=int(counts[1]), unreadable=unreadable)
+            self.release_folder()
 
     def read_records(self) -> list[dict[str, Any]]:
         """Every finished record in ``output_dir``, sorted by name."""

@@ -13,12 +13,14 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor
 
-from lsap.losses import L2Loss, LPIPSLoss
+from lsap.losses import L2Loss
+from lsap.nets.perceptual import PerceptualDistance
 from lsap.losses.nscd import NSCDLoss
 from lsap.losses.reconstruction import to_resolution
 from lsap.metrics.anchors import Anchors, compute_anchors, generator_fingerprint
 from lsap.model import Generator, GeneratorSource
 from lsap.results import InversionPrediction
+from lsap.run_settings import NEUTRAL_SETTINGS, state_fingerprint
 
 __all__ = ["FrozenGeneratorModule", "require_grad_mode"]
 
@@ -51,12 +53,12 @@ class FrozenGeneratorModule(LightningModule):
     """
 
     generator: Generator
-    lpips: LPIPSLoss | None
+    lpips: PerceptualDistance | None
 
     def init_frozen_generator(
         self,
         generator: GeneratorSource | dict[str, Any] | str,
-        lpips: LPIPSLoss | None,
+        lpips: PerceptualDistance | None,
         loss_resolution: int | None,
         anchor_samples: int,
         anchor_seed: int,
@@ -119,6 +121,25 @@ class FrozenGeneratorModule(LightningModule):
         if self.lpips is not None and with_lpips:
             losses["lpips"] = self.lpips.per_sample(synth, target, mask)
         return losses
+
+    # ----- what decides a result -----------------------------------------------------------
+    def frozen_prefixes(self) -> tuple[str, ...]:
+        """State-dict prefixes of the frozen submodules (parameters, none trainable): they are
+        rebuilt from their config sources, so checkpoints and fingerprints leave them out."""
+        return tuple(f"{name}." for name, child in self.named_children()
+                     if any(True for _ in child.parameters()) and not any(p.requires_grad for p in child.parameters()))
+
+    def result_settings(self) -> dict[str, Any]:
+        """Plain data that decides this module's results (see
+        :func:`lsap.run_settings.run_settings`): the class, the hyper-parameters that
+        matter, the generator by its weights' fingerprint and the module's own state (e.g. a
+        trained encoder) by its fingerprint."""
+        hparams = {k: v for k, v in self.hparams.items() if k not in NEUTRAL_SETTINGS}
+        hparams["generator"] = self.generator_hash
+        frozen = self.frozen_prefixes()
+        own = {k: v for k, v in self.state_dict().items() if not k.startswith(frozen)}
+        return {"class": f"{type(self).__module__}.{type(self).__qualname__}", "hparams": hparams,
+                "state": state_fingerprint(own) if own else None}
 
     # ----- predictions ----------------------------------------------------------------------
     def nscd_per_image(self, ws: Tensor) -> tuple[Tensor, Tensor]:
