@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from lsap.losses.lpips import LPIPSLoss
+from lsap.nets.perceptual import PerceptualDistance
 from lsap.losses.reconstruction import L2Loss, to_resolution
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ class LocalityRegularizer:
         return step % self.interval == 0
 
     def __call__(self, original: Generator, tuned: Generator, pivot: Tensor, noise: list[Tensor] | None,
-                 rng: torch.Generator, resolution: int, lpips: LPIPSLoss | None = None) -> Tensor:
+                 rng: torch.Generator, resolution: int, lpips: PerceptualDistance | None = None) -> Tensor:
         """The weighted term for ``pivot`` ``[1, num_ws, w_dim]``; ``rng`` draws the samples,
         images are compared at ``resolution``."""
         z = torch.randn(self.num_samples, original.z_dim, generator=rng).to(pivot.device)

@@ -21,7 +21,8 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 
-from lsap.losses import DeltaRegularizer, LPIPSLoss, MoCoLoss
+from lsap.losses import DeltaRegularizer, MoCoLoss
+from lsap.nets.perceptual import PerceptualDistance
 from lsap.losses.identity import IDLoss
 from lsap.metrics import NSCD
 from lsap.metrics.fidelity import MSE, PSNR, SSIM, quantize_uint8
@@ -73,7 +74,7 @@ class LSAP_E(FrozenGeneratorModule):  # noqa: N801 - the method's name in the pa
         generator: GeneratorSource,
         encoder: nn.Module,
         encoder_checkpoint: Optional[str] = None,
-        lpips: Optional[LPIPSLoss] = None,
+        lpips: Optional[PerceptualDistance] = None,
         identity: Optional[IDLoss] = None,
         moco: Optional[MoCoLoss] = None,
         l2_weight: float = 1.0,

@@ -35,7 +35,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from lsap.losses import LPIPSLoss, NoiseRegularizer, normalize_noise_
+from lsap.losses import NoiseRegularizer, normalize_noise_
+from lsap.nets.perceptual import PerceptualDistance
 from lsap.losses.reconstruction import to_resolution
 from lsap.model import GeneratorSource
 from lsap.modules.base import FrozenGeneratorModule, require_grad_mode
@@ -90,8 +91,8 @@ class LSAP_O(FrozenGeneratorModule):
 
     Args:
         generator: the StyleGAN2 generator (checkpoint path or a seeded random one).
-        lpips: LPIPS component (``lsap.losses.LPIPSLoss``), used per image whatever its
-            ``reduction``; ``None`` drops the LPIPS term.
+        lpips: perceptual distance (``lsap.nets.LPIPSLoss``, ``lsap.nets.FeatureDistance``), used
+            per image whatever its ``reduction``; ``None`` drops the LPIPS term.
         space: optimise one w for all layers (``"w"``) or one per layer (``"w+"``).
         num_steps: optimisation steps per image.
         learning_rate: Adam's peak learning rate.
@@ -114,7 +115,7 @@ class LSAP_O(FrozenGeneratorModule):
     def __init__(
         self,
         generator: GeneratorSource,
-        lpips: LPIPSLoss | None = None,
+        lpips: PerceptualDistance | None = None,
         space: LatentSpace = "w+",
         num_steps: int = 1000,
         learning_rate: float = 0.1,

@@ -27,7 +27,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from lsap.losses import LocalityRegularizer, LPIPSLoss
+from lsap.losses import LocalityRegularizer
+from lsap.nets.perceptual import PerceptualDistance
 from lsap.model import Generator, GeneratorSource
 from lsap.model.sampling import derive_seed
 from lsap.model.delta import DELTA_DTYPES, DeltaDtype, apply_delta, make_delta
@@ -71,7 +72,7 @@ class PTI(FrozenGeneratorModule):
         self,
         generator: GeneratorSource,
         pivots_dir: str,
-        lpips: LPIPSLoss | None = None,
+        lpips: PerceptualDistance | None = None,
         input_root: str | None = None,
         num_steps: int = 350,
         learning_rate: float = 3e-4,

@@ -1,4 +1,5 @@
-"""Backbone networks: IR / IR-SE (ArcFace family) and torchvision ResNet."""
+"""Networks: IR / IR-SE (ArcFace family) and torchvision ResNet backbones, and the frozen
+feature networks behind perceptual distances (LPIPS, deep-feature distance)."""
 
 from lsap.io import WeightsMismatchError
 from lsap.nets.irse import (
@@ -12,6 +13,8 @@ from lsap.nets.irse import (
     infer_ir_architecture,
     load_arcface,
 )
+from lsap.nets.lpips import LPIPSLoss
+from lsap.nets.perceptual import FeatureDistance, PerceptualDistance
 from lsap.nets.resnet import RESNET_STAGE_CHANNELS, ResNetBackbone
 
 __all__ = [
@@ -19,9 +22,12 @@ __all__ = [
     "RESNET_STAGE_CHANNELS",
     "STANDARD_BLOCKS",
     "ArcFaceIRSE",
+    "FeatureDistance",
     "IRArchitecture",
     "IRBottleneck",
     "IRSEBody",
+    "LPIPSLoss",
+    "PerceptualDistance",
     "ResNetBackbone",
     "SqueezeExcitation",
     "WeightsMismatchError",
