@@ -4,12 +4,19 @@ A direction ``n`` edits a code as ``ws + strength * n``. Published files are pla
 tensors (``[1, w_dim]``, ``[w_dim]`` or ``[1, num_ws, w_dim]``, sometimes saved on a CUDA
 device) or ``.npy`` boundaries; lsap's own files are dicts that also carry the fingerprint
 of the generator the direction was computed for.
+
+Strength unit. A raw strength depends on how long ``n`` happens to be. lsap's comparable
+unit is "k standard deviations of w along the direction": :meth:`Direction.std_along` is the
+std of sampled w (lsap's seeded z stream, no truncation) projected on the unit direction,
+and :meth:`Direction.in_std_units` returns the direction rescaled so that strength k moves a
+code by k of those standard deviations. Evaluation, bench and ``lsap edit --std_units`` use
+these two and nothing else.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -18,12 +25,16 @@ import torch
 from torch import Tensor, nn
 
 from lsap.editing._shared import atomic_save, check_fingerprint
+from lsap.errors import BadValueError
 from lsap.io import load_weights_file
+from lsap.model.sampling import Z_BLOCK, z_blocks
 
-__all__ = ["DIRECTION_FORMAT", "Direction", "Strength", "as_wplus", "layer_mask", "load_direction",
+__all__ = ["DIRECTION_FORMAT", "STD_SAMPLES", "Direction", "Strength", "as_wplus", "layer_mask", "load_direction",
            "parse_layers", "save_direction"]
 
 DIRECTION_FORMAT = "lsap.direction"
+# Samples behind the strength unit (Direction.std_along): the std's relative error is ~1.6 %.
+STD_SAMPLES = 2000
 Strength = float | Tensor
 
 
@@ -118,6 +129,53 @@ class Direction:
             return ws + s * n
         mask = layer_mask(ws.shape[1], layers, ws.device, ws.dtype)
         return ws + s * (mask * n)
+
+    def unit_vector(self) -> Tensor:
+        """``n / |n|`` (Frobenius norm for W+ directions)."""
+        norm = self.vector.norm()
+        if not norm > 0:
+            raise BadValueError(f"direction '{self.name}' is zero: it has no strength unit")
+        return self.vector / norm
+
+    @torch.no_grad()
+    def std_along(self, generator: nn.Module, num_samples: int = STD_SAMPLES, seed: int = 0,
+                  batch_size: int = Z_BLOCK) -> float:
+        """The strength unit: std (unbiased) of sampled w along the unit direction.
+
+        w comes from lsap's seeded z stream (:func:`lsap.model.sampling.z_blocks`) through the
+        mapping network, without truncation. A W+ direction ``[num_ws, w_dim]`` measures w
+        broadcast to W+ along its Frobenius-unit vector, so a W direction and the same vector
+        repeated on every entry give the same :meth:`in_std_units` edit. ``layers`` play no
+        part: the unit describes the vector.
+        """
+        if num_samples < 2:
+            raise BadValueError(f"std_along needs at least 2 samples, got {num_samples}")
+        n = self.unit_vector().double()
+        along = n if n.ndim == 1 else n.sum(dim=0)  # w broadcast over entries: w . sum_i n_i
+        if along.shape[-1] != int(generator.w_dim):
+            raise BadValueError(f"direction '{self.name}' has w_dim {along.shape[-1]}, the generator "
+                                f"{int(generator.w_dim)}")
+        device = next(generator.parameters()).device
+        along = along.to(device)
+        was_training = generator.training
+        generator.eval()  # a mapping network in training mode would move its w_avg
+        try:
+            projections = [generator.mapping(z.to(device)).double() @ along
+                           for z in z_blocks(num_samples, int(generator.z_dim), seed, block_size=batch_size)]
+        finally:
+            generator.train(was_training)
+        return float(torch.cat(projections).std())
+
+    def in_std_units(self, generator: nn.Module, num_samples: int = STD_SAMPLES, seed: int = 0) -> Direction:
+        """This direction rescaled so that strength ``k`` moves a code by ``k`` standard
+        deviations of w along it (:meth:`std_along`); the unit is recorded in ``meta``."""
+        std = self.std_along(generator, num_samples, seed)
+        meta = dict(self.meta, unit="std", std_along=std, std_samples=num_samples, std_seed=seed)
+        return replace(self, vector=self.unit_vector() * std, meta=meta)
+
+    def std_strength(self, generator: nn.Module, k: float, num_samples: int = STD_SAMPLES, seed: int = 0) -> float:
+        """The raw strength (for :meth:`apply`) that moves a code by ``k`` standard deviations."""
+        return float(k) * self.std_along(generator, num_samples, seed) / float(self.vector.norm())
 
     def check_generator(self, generator: nn.Module) -> None:
         check_fingerprint(self.generator_hash, generator, f"direction '{self.name}'")
