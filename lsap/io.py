@@ -160,6 +160,25 @@ def _is_write_failure(error: BaseException) -> bool:
     return False
 
 
+class _WriteRecorder:
+    """A file proxy that remembers the first failed ``write``: torch.save reports such a
+    failure as an unrelated RuntimeError ("unexpected pos"), and the real cause is wanted."""
+
+    def __init__(self, file: IO[Any]) -> None:
+        self._file = file
+        self.failure: OSError | None = None
+
+    def write(self, data: Any) -> Any:
+        try:
+            return self._file.write(data)
+        except OSError as error:
+            self.failure = self.failure or error
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], Any], mode: str = "wb") -> None:
     """Write ``path`` atomically: ``write`` fills a temporary file in the same folder, which
     is flushed to disk and then renamed over ``path``. Parent folders are created.
@@ -175,16 +194,22 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], Any], 
                                              suffix=_TEMPORARY_SUFFIX)
     except OSError as error:
         raise output_error(target, error) from None
+    recorder: _WriteRecorder | None = None
     try:
         os.fchmod(handle, 0o666 & ~current_umask())  # mkstemp makes 0600 whatever the umask
         with os.fdopen(handle, mode) as file:
-            write(file)
+            recorder = _WriteRecorder(file)
+            write(recorder)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, target)
     except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
-        if _is_write_failure(error) and not isinstance(error, OutputError):
+        if isinstance(error, OutputError):
+            raise
+        if recorder is not None and recorder.failure is not None:
+            raise output_error(target, recorder.failure) from None
+        if _is_write_failure(error):
             raise output_error(target, error) from None
         raise
 

@@ -44,9 +44,12 @@ def image_grid(rows: Sequence[Tensor], padding: int = 2, upscale: int = 1) -> Te
 def save_image_grid(grid: Tensor, path: str | Path) -> Path:
     from PIL import Image
 
+    from lsap.io import atomic_write
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(to_uint8(grid).permute(1, 2, 0).numpy()).save(path)
+    picture = Image.fromarray(to_uint8(grid).permute(1, 2, 0).numpy())
+    image_format = Image.registered_extensions().get(path.suffix.lower(), "PNG")
+    atomic_write(path, lambda f: picture.save(f, format=image_format))
     return path
 
 

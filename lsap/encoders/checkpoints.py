@@ -28,7 +28,7 @@ import torch
 
 from lsap.encoders.e4e import Encoder4Editing, PyramidStyleEncoder, ProgressiveStyleEncoder
 from lsap.encoders.psp import GradualStyleEncoder
-from lsap.io import builtin_asset_path
+from lsap.io import atomic_write, builtin_asset_path
 from lsap.nets.irse import (
     WeightsMismatchError,
     infer_ir_architecture,
@@ -325,5 +325,6 @@ def save_e4e_checkpoint(
         resolution = 2 ** ((encoder.num_ws + 2) // 2)
         stored_opts.update(stylegan_size=resolution, output_size=resolution)
     stored_opts.update(opts or {})
-    torch.save({"state_dict": state, "latent_avg": latent_avg.detach().cpu(), "opts": stored_opts}, Path(path))
+    content = {"state_dict": state, "latent_avg": latent_avg.detach().cpu(), "opts": stored_opts}
+    atomic_write(Path(path), lambda f: torch.save(content, f))
 

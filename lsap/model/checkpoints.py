@@ -23,7 +23,14 @@ from typing import Any, Mapping
 
 import torch
 
-from lsap.io import CheckpointError, builtin_asset_path, load_weights_file, missing_file_error, strip_module_prefix
+from lsap.io import (
+    CheckpointError,
+    atomic_write,
+    builtin_asset_path,
+    load_weights_file,
+    missing_file_error,
+    strip_module_prefix,
+)
 from lsap.model.generator import Generator
 from lsap.model.safe_pickle import PersistentObject, UnsafeCheckpointError, safe_load_pickle
 
@@ -301,17 +308,19 @@ def _from_lsap(config: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor]
 
 def save_generator(generator: Generator, path: str | Path) -> Path:
     """Write ``generator`` (weights, ``w_avg``, noise maps and architecture) to ``path``:
-    ``.safetensors`` or a weights-only ``.pt``."""
+    ``.safetensors`` or a weights-only ``.pt``, atomically (a failed write leaves no file and
+    raises :class:`~lsap.errors.OutputError`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     config = dict(generator.config)
     state = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
     if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
+        from safetensors.torch import save as safetensors_bytes
 
         config_json = json.dumps({**config, "channels": {str(k): v for k, v in config["channels"].items()}})
-        save_file(state, str(path), metadata={"format": FORMAT_NAME, "version": str(FORMAT_VERSION),
-                                               "config": config_json})
+        data = safetensors_bytes(state, metadata={"format": FORMAT_NAME, "version": str(FORMAT_VERSION),
+                                                  "config": config_json})
+        atomic_write(path, lambda f: f.write(data))
     else:
-        torch.save({"format": FORMAT_NAME, "version": FORMAT_VERSION, "config": config, "state_dict": state}, path)
+        content = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "config": config, "state_dict": state}
+        atomic_write(path, lambda f: torch.save(content, f))
     return path

@@ -245,3 +245,56 @@ def test_safe_unpickler_rebuilds_plain_tensor_pickles():
     payload = {"t": torch.arange(6.0).reshape(2, 3), "p": torch.nn.Parameter(torch.ones(2)), "n": np.float32(1.5)}
     out = safe_load_pickle(io.BytesIO(pickle.dumps(payload)))
     assert torch.equal(out["t"], payload["t"]) and torch.equal(out["p"], payload["p"]) and out["n"] == 1.5
+
+
+class _DiskFillsUp:
+    """A file whose disk fills after ``room`` bytes (what ``write`` reports on a full disk)."""
+
+    def __init__(self, file, room: int) -> None:
+        self.file, self.room = file, room
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+    def write(self, data) -> int:
+        if len(data) > self.room:
+            self.file.write(data[:self.room])
+            self.room = 0
+            raise OSError(28, "No space left on device")
+        self.room -= len(data)
+        return self.file.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.file, name)
+
+
+@pytest.mark.parametrize("kind", ["generator.pt", "generator.safetensors", "encoder.pt", "grid.png"])
+def test_every_writer_fails_on_a_full_disk_with_one_error_and_no_file(tmp_path, monkeypatch, kind):
+    import lsap.io
+    from lsap.encoders import Encoder4Editing, save_e4e_checkpoint
+    from lsap.errors import OutputError
+    from lsap.visualize import save_image_grid
+
+    from conftest import small_source
+
+    target = tmp_path / "out" / kind
+    if kind.startswith("generator"):
+        generator = small_source().build()
+        write = lambda: save_generator(generator, target)  # noqa: E731
+    elif kind.startswith("encoder"):
+        encoder = Encoder4Editing(num_ws=8, input_size=32, blocks_per_stage=[1, 1, 1, 1],
+                                  stage_channels=[8, 16, 32, 32])
+        write = lambda: save_e4e_checkpoint(target, encoder, torch.zeros(encoder.w_dim))  # noqa: E731
+    else:
+        write = lambda: save_image_grid(torch.zeros(3, 64, 64), target)  # noqa: E731
+    real_fdopen = lsap.io.os.fdopen
+    monkeypatch.setattr(lsap.io.os, "fdopen", lambda *a, **k: _DiskFillsUp(real_fdopen(*a, **k), room=100))
+    with pytest.raises(OutputError, match=f"cannot write '{target}': No space left on device"):
+        write()
+    assert not target.exists() and not list(target.parent.iterdir()), "no truncated file, no temporary"
+    monkeypatch.undo()
+    write()
+    assert target.stat().st_size > 100
