@@ -36,11 +36,11 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from lsap.errors import InputError
-from lsap.losses import LPIPSLoss
 from lsap.losses.reconstruction import to_resolution
 from lsap.model import GeneratorSource
 from lsap.modules.base import FrozenGeneratorModule, require_grad_mode
 from lsap.modules.lsap_o import learning_rate_at
+from lsap.nets.perceptual import PerceptualDistance
 from lsap.refine.invertibility import load_invertibility_net
 from lsap.refine.sam import (MVGPrior, OffsetDtype, block_channels, check_blocks, delta_regularizer, make_state,
                              offset_hook, select_layers, selection_masks)
@@ -89,7 +89,7 @@ class SAM(FrozenGeneratorModule):
         self,
         generator: GeneratorSource,
         pivots_dir: str,
-        lpips: LPIPSLoss | None = None,
+        lpips: PerceptualDistance | None = None,
         invertibility: str | None = None,
         segmenter: Segmenter | None = None,
         blocks: list[int] | None = None,

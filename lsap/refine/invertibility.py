@@ -44,6 +44,7 @@ __all__ = [
     "single_layer_targets",
     "spatial_distance",
     "train_invertibility",
+    "train_invertibility_command",
 ]
 
 FILE_FORMAT = "lsap-sam-invertibility-1"
@@ -157,10 +158,14 @@ def _per_sample(distance: nn.Module | None, pred: Tensor, target: Tensor) -> Ten
 
 
 def single_layer_targets(generator: Generator, images: Tensor, blocks: Sequence[int], num_steps: int = 100,
-                         learning_rate: float = 0.05, distance: nn.Module | None = None) -> Tensor:
+                         learning_rate: float = 0.05, distance: nn.Module | None = None,
+                         optimize_distance: bool = True) -> Tensor:
     """Target maps ``[B, L, H, W]`` for ``images`` ``[B, 3, R, R]``: layer ``l``'s map is
     the spatial distance left after optimising only layer ``l`` (see the module doc) for
-    ``num_steps`` Adam steps (cosine ramp-down over the last quarter)."""
+    ``num_steps`` Adam steps (cosine ramp-down over the last quarter) on MSE plus, with
+    ``optimize_distance``, the distance itself (off: MSE alone, cheaper; the maps still
+    measure ``distance``)."""
+    loss_distance = distance if optimize_distance else None
     G = generator
     device = G.w_avg.device
     images = images.to(device=device, dtype=torch.float32)
@@ -184,7 +189,7 @@ def single_layer_targets(generator: Generator, images: Tensor, blocks: Sequence[
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate * (0.5 - 0.5 * math.cos(ramp * math.pi))
                 synth = G.synthesis(ws, feature_hook=offset_hook(offsets, masks))
-                loss = _per_sample(distance, synth, images).sum()
+                loss = _per_sample(loss_distance, synth, images).sum()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -204,6 +209,7 @@ def train_invertibility(
     target_batch: int = 64,
     truncation_psi: float = 1.0,
     distance: nn.Module | None = None,
+    optimize_distance: bool = True,
     width: int = 32,
     epochs: int = 200,
     batch_size: int = 64,
@@ -222,7 +228,8 @@ def train_invertibility(
     for i, z in enumerate(z_blocks(num_images, G.z_dim, seed, block_size=target_batch)):
         with torch.no_grad():
             image = G(z.to(G.w_avg.device), truncation_psi=truncation_psi).clamp(-1, 1)
-        targets.append(single_layer_targets(G, image, chosen, target_steps, target_lr, distance).cpu())
+        targets.append(single_layer_targets(G, image, chosen, target_steps, target_lr, distance,
+                                            optimize_distance).cpu())
         images.append(image.cpu())
         if log:
             print(f"targets {min((i + 1) * target_batch, num_images)}/{num_images} "
@@ -255,10 +262,46 @@ def train_invertibility(
     facts = {
         "generator_resolution": G.resolution, "blocks": chosen, "num_images": num_images,
         "target_steps": target_steps, "target_lr": target_lr, "truncation_psi": truncation_psi,
-        "distance": type(distance).__name__ if distance is not None else "pixel squared error",
+        "distance": f"{type(distance).__name__}({distance.extra_repr()})" if distance is not None
+        else "pixel squared error",
+        "target_loss": "mse + distance" if optimize_distance and distance is not None else "mse",
         "epochs": epochs, "seed": seed, "held_out_mse": val_mse, "held_out_mse_constant_baseline": baseline,
         "target_mean_per_layer": [float(v) for v in targets_t.mean(dim=(0, 2, 3))],
         "target_seconds": round(target_seconds, 1), "total_seconds": round(time.perf_counter() - started, 1),
     }
     save_invertibility_net(net.eval(), output, **facts)
+    return facts
+
+
+def train_invertibility_command(generator: str, output: str, blocks: Sequence[int] | None = None,
+                                distance: str | None = "fashion_classifier", optimize_distance: bool = False,
+                                num_images: int = 512, target_steps: int = 100, target_lr: float = 0.05,
+                                target_batch: int = 64, truncation_psi: float = 1.0, width: int = 32,
+                                epochs: int = 200, batch_size: int = 64, learning_rate: float = 2e-3,
+                                seed: int = 0, threads: int | None = None) -> dict[str, Any]:
+    """Command-line entry: train SAM's invertibility net for a generator of your own.
+
+    Args:
+        generator: checkpoint path or built-in name (e.g. ``fashion32``).
+        output: the safetensors file to write.
+        blocks: offset blocks (default: :func:`lsap.refine.sam.default_blocks`).
+        distance: the spatial distance of the targets: a built-in feature network of
+            :class:`lsap.nets.perceptual.FeatureDistance` (``fashion_classifier``), or
+            ``None`` for the per-pixel squared error.
+        optimize_distance: optimise the single-layer inversions on MSE + distance (default:
+            MSE alone, cheaper; the maps measure ``distance`` either way).
+        threads: torch CPU threads (default: torch's).
+        Others: see :func:`train_invertibility`.
+    """
+    if threads is not None:
+        torch.set_num_threads(threads)
+    metric = None
+    if distance is not None:
+        from lsap.nets.perceptual import FeatureDistance
+
+        metric = FeatureDistance(distance)
+    facts = train_invertibility(GeneratorSource(checkpoint=generator), output, blocks, num_images, target_steps,
+                                target_lr, target_batch, truncation_psi, metric, optimize_distance, width, epochs,
+                                batch_size, learning_rate, seed)
+    print(json.dumps(facts, indent=2))
     return facts

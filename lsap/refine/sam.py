@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from lsap.errors import BadFileError, BadValueError, MissingInputError
 from lsap.io import atomic_write, load_weights_file
+from lsap.model.fingerprint import generator_fingerprint
 from lsap.model.generator import FeatureHook, Generator
 from lsap.model.sampling import z_blocks
 
@@ -47,6 +48,8 @@ __all__ = [
     "default_blocks",
     "edit_features",
     "delta_regularizer",
+    "SAMEditRenderer",
+    "load_edit_renderer",
     "load_state",
     "make_state",
     "offset_hook",
@@ -328,3 +331,48 @@ def render_state_file(generator: Generator, state: Mapping[str, Any], edited_ws:
     offsets = {r: o.expand(batch, -1, -1, -1) for r, o in offsets.items()}
     masks = {r: m.expand(batch, -1, -1, -1) for r, m in masks.items()}
     return render_edit(generator, ws.expand(batch, -1, -1), edited_ws.to(device), offsets, masks, noise)
+
+
+# ----- editing (the refinement-state protocol of lsap.editing.refinement) ---------------------
+def state_file_of(record: Any) -> Path:
+    """``sam/<name>.pt`` of a results record (beside its ``codes/<name>.pt``)."""
+    name = str(record.name)
+    root = Path(record.code_path).parents[len(Path(name).parts)]
+    return root / STATE_DIR / f"{name}.pt"
+
+
+class SAMEditRenderer:
+    """Edits of one SAM result: every edited code is rendered with the unedited code's block
+    features (with offsets) blended in under the masks (:func:`render_edit`)."""
+
+    def __init__(self, generator: Generator, state: Mapping[str, Any]) -> None:
+        self.generator = generator
+        self.state = state
+        device = generator.w_avg.device
+        self.offsets, self.masks = state_tensors(state, device)
+        self.ws = state["ws"][None].to(device=device, dtype=torch.float32)
+
+    def _expanded(self, batch: int) -> tuple[dict[int, Tensor], dict[int, Tensor]]:
+        return ({r: o.expand(batch, -1, -1, -1) for r, o in self.offsets.items()},
+                {r: m.expand(batch, -1, -1, -1) for r, m in self.masks.items()})
+
+    def render(self, ws: Tensor) -> Tensor:
+        """Edited W+ codes ``[S, num_ws, w_dim]`` -> images ``[S, 3, R, R]``."""
+        return render_state_file(self.generator, self.state, edited_ws=ws)
+
+    def render_styles(self, styles: list[Tensor]) -> Tensor:
+        """Edited full-S styles (StyleSpace edits) -> images, with the same blend."""
+        batch = styles[0].shape[0]
+        offsets, masks = self._expanded(batch)
+        features = edit_features(self.generator, self.ws.expand(batch, -1, -1), offsets, masks)
+        return self.generator.synthesis_from_styles(styles, feature_hook=blend_hook(features, masks))
+
+
+def load_edit_renderer(generator: Generator, record: Any, code: Mapping[str, Any]) -> SAMEditRenderer:
+    """The editing loader of SAM results (``REFINEMENT_LOADERS["sam"]``): reads the
+    record's state file (weights only, checked against the generator and the code)."""
+    state = load_state(state_file_of(record), generator_hash=generator_fingerprint(generator))
+    if not torch.equal(state["ws"].float(), code["ws"].float().cpu()):
+        raise BadFileError(f"SAM state '{state_file_of(record)}' does not belong to the code of '{record.name}' "
+                           "(their W+ codes differ)")
+    return SAMEditRenderer(generator, state)

@@ -130,9 +130,30 @@ def test_results_layout_skips_resume_and_editing_at_strength_zero(tmp_path: Path
         assert torch.allclose(edit0, image, atol=1e-5)
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert [r["meta"]["method"] for r in records] == ["sam", "sam"]
+    check_editing_protocol(out, G)
 
     # Resuming: finished images are skipped; an image whose state is gone is redone.
     (out / "sam" / "1.pt").unlink()
     again = predict(model, tmp_path)
     assert again["written_this_run"] == 1 and again["skipped_this_run"] == 1
     assert (out / "sam" / "1.pt").is_file()
+
+
+def check_editing_protocol(out: Path, G) -> None:
+    """lsap.editing renders SAM results through the state: strength 0 = the reconstruction,
+    a real edit differs, StyleSpace edits go through the same blend."""
+    from lsap.editing.refinement import refinement_renderer
+
+    results = InversionResults(out)
+    for record in results:
+        assert record.refinement == "sam"
+        code = record.load_code()
+        renderer = refinement_renderer(G, record, code)
+        with torch.no_grad():
+            reconstruction = render_state_file(G, load_state(out / "sam" / f"{record.name}.pt"))
+            same = renderer.render(code["ws"][None])
+            edited = renderer.render(code["ws"][None] + 0.5)
+            styles = renderer.render_styles(G.styles(code["ws"][None]))
+        assert torch.allclose(same, reconstruction, atol=1e-5)
+        assert torch.allclose(styles, reconstruction, atol=1e-5)
+        assert not torch.allclose(edited, reconstruction, atol=1e-3)
