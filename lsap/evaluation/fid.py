@@ -5,19 +5,29 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from lsap.data.images import scan_image_files
-from lsap.evaluation.inputs import read_image_uint8
+from lsap.errors import BadValueError, MissingInputError
+from lsap.evaluation.evaluators import feed_fid
+from lsap.evaluation.run import UnreadableImages, read_uint8_files
 from lsap.metrics.fid import FID, FeatureExtractor, file_sha256, load_feature_extractor
 
 
-def _feed(metric: FID, files: list[str], real: bool, batch_size: int, device: torch.device, label: str) -> None:
-    for start in tqdm(range(0, len(files), batch_size), desc=f"FID {label}", unit="batch", leave=False):
-        images = [read_image_uint8(f) for f in files[start:start + batch_size]]
-        # The feature networks resize inside, so folders of mixed sizes go in per-size groups.
-        for shape in dict.fromkeys(image.shape for image in images):
-            metric.update(torch.stack([i for i in images if i.shape == shape]).to(device), real=real)
+def _files(source: str | Path | list[str], what: str) -> list[str]:
+    if isinstance(source, list):
+        return [str(f) for f in source]
+    folder = Path(source)
+    if not folder.is_dir():
+        raise MissingInputError(f"{what} folder not found: '{folder}'")
+    return scan_image_files(folder)
+
+
+def _readable(files: list[str], unreadable: UnreadableImages, what: str, source: object) -> list[torch.Tensor]:
+    images = list(read_uint8_files(files, unreadable).values())
+    if len(images) < 2:
+        raise BadValueError(f"FID needs at least 2 readable {what} images, found {len(images)} in {source}"
+                            + (f" ({len(files) - len(images)} unreadable)" if len(files) > len(images) else ""))
+    return images
 
 
 @torch.no_grad()
@@ -27,28 +37,32 @@ def folder_fid(real: str | Path | list[str], fake: str | Path | list[str], incep
     """FID between the images of ``real`` and ``fake`` (folders, searched recursively, or file lists).
 
     ``real_stats``: a file of real-image feature statistics; read when it exists (``real`` is
-    then not read), written after computing them otherwise.
-    Images may differ in size (the feature network resizes). Returns ``{"fid", "num_real", "num_fake", ...}``.
+    then not read), written after computing them otherwise. Unreadable files (0-byte, not an
+    image, a decompression bomb) are skipped and named in ``unreadable`` (path -> reason).
+    Images may differ in size (the feature network resizes). Returns ``{"fid", "num_real",
+    "num_fake", "unreadable", ...}``.
     """
+    if batch_size < 1:
+        raise BadValueError(f"batch_size must be at least 1, got {batch_size}")
     target = torch.device(device)
+    fake_files = _files(fake, "fake image")
+    stats = Path(real_stats) if real_stats else None
+    real_files = [] if stats is not None and stats.is_file() else _files(real, "real image")
     extractor = extractor if extractor is not None else load_feature_extractor(inception, device=target)
     weights = getattr(extractor, "weights_path", None)
     feature_hash = file_sha256(weights) if weights else ""
     metric = FID(extractor).to(target)
-    fake_files = fake if isinstance(fake, list) else scan_image_files(fake)
-    if len(fake_files) < 2:
-        raise ValueError(f"FID needs at least 2 fake images, found {len(fake_files)} in {fake}")
-    stats = Path(real_stats) if real_stats else None
+    unreadable = UnreadableImages()
+    fake_images = _readable(fake_files, unreadable, "fake", fake if not isinstance(fake, list) else "the list")
     if stats is not None and stats.is_file():
         metric.load_real_stats(stats, feature_hash)
     else:
-        real_files = real if isinstance(real, list) else scan_image_files(real)
-        if len(real_files) < 2:
-            raise ValueError(f"FID needs at least 2 real images, found {len(real_files)} in {real}")
-        _feed(metric, real_files, True, batch_size, target, "real")
+        real_images = _readable(real_files, unreadable, "real", real if not isinstance(real, list) else "the list")
+        feed_fid(metric, real_images, True, batch_size, target)
         if stats is not None:
             metric.save_real_stats(stats, feature_hash)
-    _feed(metric, fake_files, False, batch_size, target, "fake")
+    feed_fid(metric, fake_images, False, batch_size, target)
     return {"fid": float(metric.compute()), "num_real": int(metric.real_features_num_samples),
             "num_fake": int(metric.fake_features_num_samples), "feature_network": extractor.source,
-            "weights": weights, "weights_sha256": feature_hash}
+            "weights": weights, "weights_sha256": feature_hash, "num_unreadable": len(unreadable),
+            "unreadable": dict(unreadable.files)}

@@ -7,25 +7,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Literal
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from lsap.data.images import load_rgb, scan_image_files
+from lsap.errors import BadValueError
+from lsap.evaluation.options import RealFit
+from lsap.images import from_uint8
 from lsap.results import IMAGES_DIR, load_results
 
 
 @dataclass(frozen=True)
 class Reconstruction:
     """One reconstruction: its name (input path relative to the input folder, no extension),
-    its image file and, when the folder came from lsap, its code file."""
+    its image file and, when the folder came from lsap, its code file (and PTI delta file)."""
 
     name: str
     image_path: Path
     code_path: Path | None = None
+    delta_path: Path | None = None
 
 
 @dataclass
@@ -47,7 +49,8 @@ def read_reconstructions(results_dir: str | Path) -> list[Reconstruction]:
         raise FileNotFoundError(f"results folder not found: '{root}'")
     records = load_results(root)
     if records:
-        return [Reconstruction(r.name, r.image_path, r.code_path) for r in records if r.image_path is not None]
+        return [Reconstruction(r.name, r.image_path, r.code_path, r.delta_path) for r in records
+                if r.image_path is not None]
     folder = root / IMAGES_DIR if (root / IMAGES_DIR).is_dir() else root
     return [Reconstruction(_relative_name(p, folder), Path(p)) for p in scan_image_files(folder)]
 
@@ -69,41 +72,33 @@ def pair_with_inputs(reconstructions: list[Reconstruction], real_dir: str | Path
     return pairing
 
 
+def read_uint8(path: str | Path) -> Tensor:
+    """An image file as uint8 ``[3, H, W]`` (the file's own levels; FID reads images so)."""
+    return torch.from_numpy(np.array(load_rgb(path), dtype=np.uint8)).permute(2, 0, 1)
+
+
 def read_image(path: str | Path) -> Tensor:
     """An image file as float ``[3, H, W]`` in [-1, 1]."""
-    array = np.asarray(load_rgb(path), dtype=np.float32)
-    return torch.from_numpy(array).permute(2, 0, 1) / 127.5 - 1
+    return from_uint8(read_uint8(path))
 
 
-RealFit = Literal["resize", "pad"]
-"""How an input of another size than its reconstruction is brought to it: ``resize``
-(bilinear, see ``lsap.metrics.fidelity.prepare_pair``) or ``pad`` (centred on a black canvas,
-for data stored without the generator's padding, such as Fashion-MNIST's 28 px images
-under a 32 px generator)."""
-
-
-def read_real_image(path: str | Path, size: int, fit: RealFit = "resize") -> Tensor:
-    """An input image as float ``[3, H, W]`` in [-1, 1]; with ``fit="pad"`` one smaller than
-    ``size`` is centred on a ``size`` x ``size`` canvas of -1 (the extra pixel of an odd
-    margin goes after), as ``lsap.data.FashionMNISTDataModule`` pads."""
+def fit_real(image: Tensor, size: int, fit: RealFit = "resize", path: str | Path = "input") -> Tensor:
+    """A float input image ``[3, H, W]`` brought to ``size`` reconstructions: with ``fit="pad"``
+    one smaller than ``size`` is centred on a ``size`` x ``size`` canvas of -1 (the extra pixel
+    of an odd margin goes after), as ``lsap.data.FashionMNISTDataModule`` pads; ``resize`` is
+    left to :func:`lsap.metrics.fidelity.prepare_pair`."""
     if fit not in ("resize", "pad"):
-        raise ValueError(f"real_fit must be 'resize' or 'pad', got {fit!r}")
-    image = read_image(path)
+        raise BadValueError(f"real_fit must be 'resize' or 'pad', got {fit!r}")
     height, width = image.shape[-2:]
     if fit == "resize" or (height, width) == (size, size):
         return image
     if height > size or width > size:
-        raise ValueError(f"'{path}' is {width}x{height}, larger than the {size} px reconstructions: "
-                         "it cannot be padded to them (use real_fit 'resize')")
+        raise BadValueError(f"'{path}' is {width}x{height}, larger than the {size} px reconstructions: "
+                            "it cannot be padded to them (use real_fit 'resize')")
     top, left = (size - height) // 2, (size - width) // 2
     return F.pad(image, (left, size - width - left, top, size - height - top), value=-1.0)
 
 
-def read_image_uint8(path: str | Path, size: int | None = None) -> Tensor:
-    """An image file as uint8 ``[3, H, W]`` (optionally resized first; FID uses the file as is)."""
-    picture = load_rgb(path)
-    if size is not None and picture.size != (size, size):
-        from PIL import Image
-
-        picture = picture.resize((size, size), Image.BICUBIC)
-    return torch.from_numpy(np.array(picture, dtype=np.uint8)).permute(2, 0, 1)
+def read_real_image(path: str | Path, size: int, fit: RealFit = "resize") -> Tensor:
+    """An input image as float ``[3, H, W]`` in [-1, 1], brought to ``size`` by :func:`fit_real`."""
+    return fit_real(read_image(path), size, fit, path)

@@ -12,6 +12,8 @@ import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
 
+from lsap.io import atomic_write
+
 PCA_FIGURE = "pca_sn.png"
 
 
@@ -24,12 +26,12 @@ def sn_points(generator: Any, ws: Tensor) -> Tensor:
 @torch.no_grad()
 def synthetic_sn_points(generator: Any, num_samples: int, seed: int = 0, batch_size: int = 256) -> Tensor:
     """S^N points of synthetic samples: z ~ N(0, I), no truncation, the same w on every layer."""
-    g = torch.Generator().manual_seed(seed)
+    from lsap.model.sampling import sample_z
+
     device = next(generator.parameters()).device
     out = []
-    for start in range(0, num_samples, batch_size):
-        z = torch.randn(min(batch_size, num_samples - start), generator.z_dim, generator=g).to(device)
-        w = generator.mapping(z)
+    for z in sample_z(num_samples, int(generator.z_dim), seed, batch_size):
+        w = generator.mapping(z.to(device))
         out.append(sn_points(generator, w[:, None].expand(-1, generator.num_ws, -1)).cpu())
     return torch.cat(out)
 
@@ -62,8 +64,7 @@ def scatter_png(path: str | Path, groups: Sequence[tuple[np.ndarray, tuple[int, 
     if title:
         draw.text((8, size - 16), title, fill="black")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
+    atomic_write(path, lambda f: image.save(f, format="PNG"))
     return path
 
 

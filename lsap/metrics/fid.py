@@ -35,6 +35,7 @@ from lsap.io import load_weights_file
 
 __all__ = [
     "FID",
+    "ClassifierFeatures",
     "FeatureExtractor",
     "InceptionFromStateDict",
     "NVlabsInception",
@@ -224,6 +225,35 @@ class Pixel299Inception(_TorchScriptFeatures):
     def run(self, images: Tensor) -> Tensor:
         x = resize_like_tensorflow(images.float(), INCEPTION_SIZE)
         return self.net((x - 128) / 128)
+
+
+class ClassifierFeatures(FeatureExtractor):
+    """FID features of any network on [-1, 1] images: uint8 ``[B, 3, H, W]`` -> float64
+    ``[B, num_features]``. A network with ``forward_features(x) -> (logits, features)`` (the
+    shipped Fashion-MNIST classifier, ``lsap.nets.fashion_classifier``) gives its penultimate
+    features; any other is called as ``network(x) -> features``.
+
+    Args:
+        network: the feature network (kept frozen, in eval mode).
+        num_features: feature size (default: the network's ``num_features`` attribute).
+    """
+
+    source = "classifier"
+
+    def __init__(self, network: nn.Module, num_features: int | None = None) -> None:
+        super().__init__()
+        self.network = network.eval().requires_grad_(False)
+        size = num_features if num_features is not None else getattr(network, "num_features", None)
+        if not isinstance(size, int) or size < 1:
+            raise ValueError("ClassifierFeatures needs num_features (the network's feature size)")
+        self.num_features = size
+
+    def forward(self, images: Tensor) -> Tensor:
+        _check_uint8(images)
+        x = images.float() / 127.5 - 1
+        if hasattr(self.network, "forward_features"):
+            return self.network.forward_features(x)[1].double()
+        return self.network(x).double()
 
 
 def is_torchscript_archive(path: Path) -> bool:

@@ -60,7 +60,8 @@ def test_evaluate_writes_reports_and_is_resume_safe(folders) -> None:
     results, real, inception, tmp_path = folders
     report = evaluate(str(results), str(real), inception=str(inception), batch_size=2)
     metrics = report["metrics"]
-    assert report["counts"] == {"pairs": 5, "reconstructions": 5, "unmatched_results": 0, "unmatched_real": 1}
+    assert report["counts"] == {"pairs": 5, "reconstructions": 5, "unmatched_results": 0, "unmatched_real": 1,
+                                "unreadable": 0}
     assert report["unmatched_real"] == ["extra"]
     for name in ("mse", "psnr", "ssim", "fid"):
         assert math.isfinite(metrics[name]["mean"])
