@@ -20,8 +20,8 @@ import torch
 from torch import Tensor, nn
 
 from lsap.losses.reconstruction import Reduction, check_reduction, reduce_per_sample
-from lsap.metrics.anchors import DEFAULT_BATCH_SIZE, DEFAULT_NUM_SAMPLES, Anchors, LayerSelection
-from lsap.metrics.style_alignment import StyleAlignment, check_styles, resolve_anchors
+from lsap.style.anchors import DEFAULT_BATCH_SIZE, DEFAULT_NUM_SAMPLES, Anchors, LayerSelection
+from lsap.style.alignment import StyleAlignment, check_styles, resolve_anchors
 from lsap.model.generator import StyleLayer
 from lsap.torch_utils import module_device
 
@@ -39,7 +39,7 @@ class NSCDLoss(nn.Module):
             frozen snapshot of its style affines is kept, as non-persistent buffers, so a
             module owning both the generator and this loss stores the generator once. The
             loss starts on the generator's device and follows ``.to()`` afterwards.
-        anchors: precomputed :class:`~lsap.metrics.Anchors`; with anchors only, the loss
+        anchors: precomputed :class:`~lsap.style.Anchors`; with anchors only, the loss
             takes style vectors.
         form: ``"official"`` (``-sum_l mean_batch <s_hat_l, mu_l>``) or ``"cosine"``
             (``sum_l mean_batch (1 - cos(s_l, mu_l))``).
@@ -47,10 +47,10 @@ class NSCDLoss(nn.Module):
             (``[B]``; each sample's value depends on that sample only, as LSAP_O needs).
         layers: ``"lsap"`` (one layer per W+ entry, the paper's S space) or ``"full"``.
         num_samples, seed, cache_dir, batch_size: anchor settings, see
-            :func:`~lsap.metrics.compute_anchors` (ignored when ``anchors`` is given).
+            :func:`~lsap.style.compute_anchors` (ignored when ``anchors`` is given).
 
     Anchors and the affine snapshot live in a
-    :class:`~lsap.metrics.style_alignment.StyleAlignment` (shared with the NSCD metric) as
+    :class:`~lsap.style.StyleAlignment` (shared with the NSCD metric) as
     **non-persistent** buffers: they follow
     ``.to(device)`` but are not written into checkpoints, because they are a deterministic
     function of the generator and the anchor settings (and cached on disk); a checkpoint

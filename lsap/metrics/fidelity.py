@@ -247,7 +247,7 @@ class MSSSIM(_ConventionMetric):
 
 
 class LPIPSMetric(_ConventionMetric):
-    """LPIPS distance per image (lower is better), through :class:`lsap.losses.LPIPSLoss`.
+    """LPIPS distance per image (lower is better), through :class:`lsap.nets.LPIPSLoss`.
 
     Args:
         backbone_weights: torchvision's ImageNet weights of the backbone (AlexNet by default),
@@ -264,7 +264,7 @@ class LPIPSMetric(_ConventionMetric):
                  convention: Convention = "default", network: nn.Module | None = None, **kwargs) -> None:
         super().__init__(convention=convention, **kwargs)
         if network is None:
-            from lsap.losses.lpips import LPIPSLoss
+            from lsap.nets.lpips import LPIPSLoss
 
             network = LPIPSLoss(backbone_weights=backbone_weights, net=net, reduction="none")
         self.network = network.eval().requires_grad_(False)
@@ -277,7 +277,7 @@ class LPIPSMetric(_ConventionMetric):
 
 class IDSimilarity(_ConventionMetric):
     """Identity similarity: cosine of face-recognition embeddings (higher is better), through
-    :class:`lsap.losses.IDLoss` (ArcFace IR-SE50, FaceNet, or CurricularFace IR-101 weights from
+    :class:`lsap.nets.identity.FaceIdentity` (ArcFace IR-SE50, FaceNet, or CurricularFace IR-101 weights from
     a local file; see :mod:`lsap.metrics.face_identity`).
 
     Faces are embedded from the fixed FFHQ-aligned crop (the images are aligned already).
@@ -290,7 +290,7 @@ class IDSimilarity(_ConventionMetric):
     Args:
         weights: ``model_ir_se50.pth`` (ArcFace) or a facenet-pytorch state dict.
         backbone: ``"arcface"``, ``"facenet"`` or ``"curricularface"``.
-        network: an already-built :class:`~lsap.losses.IDLoss` used instead.
+        network: an already-built :class:`~lsap.nets.identity.FaceIdentity` (or IDLoss) used instead.
         face_detector: optional detector with ``detect(PIL image) -> list`` of faces.
     """
 
@@ -304,16 +304,16 @@ class IDSimilarity(_ConventionMetric):
         super().__init__(convention=convention, **kwargs)
         self.face_detector = face_detector
         if network is None:
-            from lsap.losses.identity import IDLoss
+            from lsap.nets.identity import FaceIdentity
 
             if backbone == "curricularface":
                 from lsap.metrics.face_identity import CURRICULARFACE_DESCRIPTION, load_curricularface
 
                 if weights is None:
                     raise ValueError(f"IDSimilarity needs `weights`: the path of the {CURRICULARFACE_DESCRIPTION}")
-                network = IDLoss(network=load_curricularface(weights), network_input_size=112, reduction="none")
+                network = FaceIdentity(network=load_curricularface(weights), network_input_size=112)
             else:
-                network = IDLoss(weights=weights, backbone=backbone, reduction="none")
+                network = FaceIdentity(weights=weights, backbone=backbone)
         self.network = network.eval().requires_grad_(False)
 
     def has_face(self, images: Tensor) -> Tensor:

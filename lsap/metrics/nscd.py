@@ -1,7 +1,7 @@
 """NSCD: normalised style-space cosine distance to the S^N anchors.
 
 For a code with style vectors s_l (one per layer of the chosen selection) and the anchors
-mu_l of the generator (:mod:`lsap.metrics.anchors`), the per-layer distance is
+mu_l of the generator (:mod:`lsap.style.anchors`), the per-layer distance is
 
     d_l = 1 - cos(s_l, mu_l),
 
@@ -10,7 +10,7 @@ with the generator's synthetic distribution. Scaling any s_l by a > 0 leaves it 
 
 Holding the generator. The metric needs only the affine (modulation) transforms w -> s_l
 of the selected layers. It keeps a frozen *snapshot* of them, with the anchors, in a
-:class:`~lsap.metrics.style_alignment.StyleAlignment` (shared with the NSCD loss) as
+:class:`~lsap.style.StyleAlignment` (shared with the NSCD loss) as
 non-persistent buffers, never the generator module itself, so that
 
 * a user's LightningModule that owns the generator does not register it twice, and its
@@ -30,8 +30,8 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 
-from lsap.metrics.anchors import DEFAULT_BATCH_SIZE, DEFAULT_NUM_SAMPLES, Anchors, LayerSelection
-from lsap.metrics.style_alignment import StyleAlignment, resolve_anchors
+from lsap.style.anchors import DEFAULT_BATCH_SIZE, DEFAULT_NUM_SAMPLES, Anchors, LayerSelection
+from lsap.style.alignment import StyleAlignment, resolve_anchors
 from lsap.model.generator import StyleLayer
 from lsap.torch_utils import module_device
 

@@ -17,7 +17,7 @@ from lsap.losses import L2Loss
 from lsap.nets.perceptual import PerceptualDistance
 from lsap.losses.nscd import NSCDLoss
 from lsap.losses.reconstruction import to_resolution
-from lsap.metrics.anchors import Anchors, compute_anchors, generator_fingerprint
+from lsap.style import Anchors, compute_anchors, generator_fingerprint
 from lsap.model import Generator, GeneratorSource
 from lsap.results import InversionPrediction
 from lsap.run_settings import NEUTRAL_SETTINGS, state_fingerprint

@@ -33,6 +33,8 @@ from typing import Any
 
 import torch
 
+from lsap.cache import cache_dir
+
 SOURCE_DIR = Path(__file__).resolve().parent / "cuda"
 
 # op name -> source files (in lsap/ops/cuda); headers take part in the hash.
@@ -55,11 +57,12 @@ _failures: dict[str, str] = {}
 
 
 def cache_root() -> Path:
-    """Parent directory of the build directories."""
+    """Parent directory of the build directories: ``$TORCH_EXTENSIONS_DIR`` when set, else
+    ``torch_extensions/`` under lsap's cache root (``$LSAP_CACHE_DIR`` or ``~/.cache/lsap``)."""
     env = os.environ.get("TORCH_EXTENSIONS_DIR")
     if env:
         return Path(env).expanduser()
-    return Path.home() / ".cache" / "lsap" / "torch_extensions"
+    return cache_dir("torch_extensions")
 
 
 def _arch_key() -> str:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import lsap.metrics.anchors as anchors_module
+import lsap.style.anchors as anchors_module
+import lsap.style.statistics as statistics_module
 from lsap.metrics import Anchors, anchors_cache_path, compute_anchors, default_cache_dir, generator_fingerprint
 from lsap.model import Generator
 from conftest import small_source
@@ -31,13 +32,13 @@ class SampleSpy:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls = 0
-        original = anchors_module.sample_z
+        original = statistics_module.sample_z
 
         def spy(*args, **kwargs):
             self.calls += 1
             return original(*args, **kwargs)
 
-        monkeypatch.setattr(anchors_module, "sample_z", spy)
+        monkeypatch.setattr(statistics_module, "sample_z", spy)
 
 
 def assert_anchors_equal(a: Anchors, b: Anchors, atol: float = 0.0) -> None:

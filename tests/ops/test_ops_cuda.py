@@ -185,6 +185,7 @@ def test_successful_build_is_cached_in_a_hashed_directory(monkeypatch, clean_bui
 
 def test_cache_root_defaults_to_user_cache(monkeypatch, tmp_path):
     monkeypatch.delenv("TORCH_EXTENSIONS_DIR", raising=False)
+    monkeypatch.delenv("LSAP_CACHE_DIR", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     assert _build.cache_root() == tmp_path / ".cache" / "lsap" / "torch_extensions"
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "elsewhere"))

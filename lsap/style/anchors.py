@@ -31,10 +31,7 @@ file or a complete one.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import logging
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -42,10 +39,12 @@ from typing import Any, Literal, Sequence
 import torch
 from torch import Tensor, nn
 
+from lsap import cache
 from lsap.io import CheckpointError, atomic_write, load_weights_file
 from lsap.model.fingerprint import generator_fingerprint
 from lsap.model.generator import StyleLayer
-from lsap.model.sampling import Z_BLOCK, sample_z
+from lsap.model.sampling import Z_BLOCK
+from lsap.style.statistics import sampled_styles, statistic_cache_path
 
 __all__ = [
     "ANCHORS_FORMAT",
@@ -58,8 +57,6 @@ __all__ = [
     "default_cache_dir",
     "generator_fingerprint",
 ]
-
-log = logging.getLogger(__name__)
 
 ANCHORS_FORMAT = "lsap.anchors"
 # Bump when the definition of the anchors or the sampling procedure changes: the version is
@@ -215,17 +212,14 @@ class Anchors:
 
 def default_cache_dir() -> Path:
     """``$LSAP_CACHE_DIR/anchors`` when that variable is set, else ``~/.cache/lsap/anchors``."""
-    root = os.environ.get("LSAP_CACHE_DIR")
-    return Path(root).expanduser() / "anchors" if root else Path.home() / ".cache" / "lsap" / "anchors"
+    return cache.cache_dir("anchors")
 
 
 def anchors_cache_path(cache_dir: str | os.PathLike[str], fingerprint: str, num_samples: int, seed: int) -> Path:
     """The cache file for a generator fingerprint and sampling settings (batch size is not
     part of the key: it does not change the anchors)."""
-    key = hashlib.sha256(
-        f"{ANCHORS_FORMAT}|v{ANCHORS_FORMAT_VERSION}|{fingerprint}|M={num_samples}|seed={seed}|block={Z_BLOCK}".encode()
-    ).hexdigest()
-    return Path(cache_dir) / f"anchors-M{num_samples}-seed{seed}-{key[:32]}.pt"
+    return statistic_cache_path(cache_dir, "anchors", ANCHORS_FORMAT, ANCHORS_FORMAT_VERSION, fingerprint,
+                                num_samples, seed)
 
 
 # ----------------------------------------------------------------------------------------
@@ -279,36 +273,15 @@ def compute_anchors(
     if use_cache:
         path = anchors_cache_path(cache_dir if cache_dir is not None else default_cache_dir(), fingerprint,
                                   num_samples, seed)
-        cached = _read_cache(path, fingerprint, num_samples, seed)
-        if cached is not None:
-            log.debug("read S^N anchors from %s", path)
-            return cached
-    anchors = _sample_anchors(generator, num_samples, seed, batch_size, fingerprint)
-    if path is not None:
-        try:
-            anchors.save(path)
-            log.info("cached S^N anchors in %s", path)
-        except OSError as err:
-            warnings.warn(f"could not write the anchors cache '{path}' ({err}); continuing without it",
-                          RuntimeWarning, stacklevel=2)
-    return anchors
-
-
-def _read_cache(path: Path, fingerprint: str, num_samples: int, seed: int) -> Anchors | None:
-    """Anchors from ``path`` if it exists and matches, else None (with a warning when damaged)."""
-    if not path.is_file():
-        return None
-    try:
-        anchors = Anchors.load(path)
-    except Exception as err:  # noqa: BLE001 - any damage (truncation, garbage, old format) means recompute
-        warnings.warn(f"ignoring unreadable anchors cache file '{path}' ({type(err).__name__}: {err}); "
-                      "recomputing it", RuntimeWarning, stacklevel=3)
-        return None
-    if (anchors.generator_hash, anchors.num_samples, anchors.seed) != (fingerprint, num_samples, seed):
-        warnings.warn(f"anchors cache file '{path}' belongs to other settings; recomputing it",
-                      RuntimeWarning, stacklevel=3)
-        return None
-    return anchors
+    return cache.cached(
+        path,
+        compute=lambda: _sample_anchors(generator, num_samples, seed, batch_size, fingerprint),
+        load=Anchors.load,
+        save=lambda anchors, target: anchors.save(target),
+        matches=lambda anchors: (anchors.generator_hash, anchors.num_samples, anchors.seed)
+        == (fingerprint, num_samples, seed),
+        what="anchors",
+    )
 
 
 def _accumulation_dtype(device: torch.device) -> torch.dtype:
@@ -316,27 +289,18 @@ def _accumulation_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
-@torch.no_grad()
 def _sample_anchors(generator: nn.Module, num_samples: int, seed: int, batch_size: int, fingerprint: str) -> Anchors:
     """Monte-Carlo estimate of the anchors (no cache)."""
     reference = next(iter(generator.parameters()), None)
     if reference is None:
         raise ValueError("the generator has no parameters")
-    device, dtype = reference.device, reference.dtype
     layers: Sequence[StyleLayer] = tuple(generator.style_layers)
-    acc_dtype = _accumulation_dtype(device)
-    sums = [torch.zeros(layer.channels, dtype=acc_dtype, device=device) for layer in layers]
-    modes = {module: module.training for module in generator.modules()}
-    generator.eval()
-    try:
-        for z in sample_z(num_samples, int(generator.z_dim), seed, batch_size):
-            w = generator.mapping(z.to(device=device, dtype=dtype))
-            for total, style in zip(sums, generator.styles(w)):
-                style = style.to(acc_dtype)
-                total += (style / style.norm(dim=1, keepdim=True).clamp_min(torch.finfo(acc_dtype).tiny)).sum(0)
-    finally:
-        for module, mode in modes.items():
-            module.train(mode)
+    acc_dtype = _accumulation_dtype(reference.device)
+    sums = [torch.zeros(layer.channels, dtype=acc_dtype, device=reference.device) for layer in layers]
+    for styles in sampled_styles(generator, num_samples, seed, batch_size):
+        for total, style in zip(sums, styles):
+            style = style.to(acc_dtype)
+            total += (style / style.norm(dim=1, keepdim=True).clamp_min(torch.finfo(acc_dtype).tiny)).sum(0)
     return Anchors(
         full=[(total / num_samples).to(device="cpu", dtype=torch.float64) for total in sums],
         layers=tuple(layers),

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lsap.metrics.anchors import Anchors, LayerSelection, compute_anchors, generator_fingerprint
+from lsap.style.anchors import Anchors, LayerSelection, compute_anchors, generator_fingerprint
 from lsap.model.generator import StyleLayer, check_ws
 
 __all__ = ["StyleAlignment", "check_styles", "resolve_anchors"]
