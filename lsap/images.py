@@ -24,6 +24,7 @@ __all__ = [
     "from_uint8",
     "masked_spatial_mean",
     "prepare_mask",
+    "quantize_uint8",
     "reduce_per_sample",
     "to_resolution",
     "to_uint8",
@@ -32,14 +33,25 @@ __all__ = [
 
 
 def to_uint8(images: Tensor) -> Tensor:
-    """[-1, 1] images -> uint8 in [0, 255] (clamped, rounded to the nearest level)."""
-    return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    """[-1, 1] images -> uint8 in [0, 255] (clamped, rounded to the nearest level; computed in
+    float64 for float64 input, else float32)."""
+    values = images.detach()
+    if values.dtype != torch.float64:
+        values = values.float()
+    return ((values.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
-def from_uint8(images: Tensor) -> Tensor:
-    """uint8 (or any integer/float tensor in [0, 255]) -> float32 in [-1, 1]; the inverse of
+def from_uint8(images: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """uint8 (or any tensor of values in [0, 255]) -> ``dtype`` in [-1, 1]; the inverse of
     :func:`to_uint8` on its 256 levels."""
-    return images.float() / 127.5 - 1.0
+    return images.to(dtype) / 127.5 - 1.0
+
+
+def quantize_uint8(images: Tensor) -> Tensor:
+    """Round [-1, 1] images to the 256 levels of an 8-bit file and map them back to [-1, 1]
+    (same dtype and device; what a reconstruction becomes once saved as a PNG)."""
+    dtype = images.dtype if images.dtype == torch.float64 else torch.float32
+    return from_uint8(to_uint8(images), dtype).to(images.dtype)
 
 
 # (top, bottom, left, right): rows top:bottom and columns left:right, half-open like slices.

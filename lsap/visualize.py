@@ -9,10 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lsap.images import to_uint8
 
-def to_uint8(images: Tensor) -> Tensor:
-    """[-1, 1] images -> uint8 in [0, 255]."""
-    return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+__all__ = ["image_grid", "log_image_grid", "save_image_grid", "to_uint8"]
 
 
 def image_grid(rows: Sequence[Tensor], padding: int = 2, upscale: int = 1) -> Tensor:

@@ -18,6 +18,8 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
+from lsap.images import from_uint8
+
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 FILES = {
@@ -81,7 +83,7 @@ def pad_to_canvas(images: np.ndarray, resolution: int = 32) -> torch.Tensor:
 
 def to_model_range(images: torch.Tensor, channels: int = 3) -> torch.Tensor:
     """uint8 grey ``[..., R, R]`` -> float ``[..., channels, R, R]`` in [-1, 1]."""
-    x = images.float() / 127.5 - 1
+    x = from_uint8(images)
     x = x.unsqueeze(-3)
     return x.expand(*x.shape[:-3], channels, -1, -1).contiguous()
 

@@ -39,6 +39,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_warn
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset, get_worker_info
 
+from lsap.images import from_uint8
 from lsap.model.sampling import derive_seed
 from lsap.results import output_name
 
@@ -393,7 +394,7 @@ class ImageFolderDataset(Dataset):
     def _make_item(self, image: Image.Image, index: int) -> dict[str, object]:
         image = self.preset.apply(image, self.resolution)
         array = np.asarray(image, dtype=np.uint8)
-        tensor = torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+        tensor = from_uint8(torch.from_numpy(array.copy()).permute(2, 0, 1))
         if self.hflip_probability > 0 and torch.rand((), generator=self._flip_generator()) < self.hflip_probability:
             tensor = tensor.flip(-1)  # content boxes are left-right symmetric, so they still hold
         item: dict[str, object] = {"image": tensor, "path": self.paths[index], "name": self.names[index],

@@ -28,6 +28,8 @@ from torchmetrics.functional.image import (
     structural_similarity_index_measure,
 )
 
+from lsap.images import quantize_uint8, to_uint8
+
 __all__ = [
     "CONVENTIONS",
     "IDSimilarity",
@@ -65,12 +67,6 @@ def check_images(pred: Tensor, target: Tensor) -> None:
     if pred.ndim != 4 or pred.shape[1] not in (1, 3) or pred.shape != target.shape:
         raise ValueError(f"expected two image batches [B, C, H, W] of the same shape, got {tuple(pred.shape)} "
                          f"and {tuple(target.shape)}")
-
-
-def quantize_uint8(images: Tensor) -> Tensor:
-    """Round [-1, 1] images to the 256 levels of an 8-bit file and map them back to [-1, 1]."""
-    levels = ((images.clamp(-1, 1) + 1) * 127.5).round()
-    return levels / 127.5 - 1
 
 
 def prepare_pair(pred: Tensor, target: Tensor, convention: str = "default") -> tuple[Tensor, Tensor]:
@@ -322,7 +318,7 @@ class IDSimilarity(_ConventionMetric):
             return torch.ones(images.shape[0], dtype=torch.bool, device=images.device)
         from PIL import Image
 
-        levels = ((images.detach().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        levels = to_uint8(images).permute(0, 2, 3, 1).cpu().numpy()
         found = [len(self.face_detector.detect(Image.fromarray(array))) > 0 for array in levels]
         return torch.tensor(found, dtype=torch.bool, device=images.device)
 
