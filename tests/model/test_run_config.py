@@ -180,3 +180,19 @@ def test_a_bad_generator_spec_names_the_bad_key_and_the_valid_ones(capsys) -> No
         generator_from_spec('{"checkpoint": ')
     assert isinstance(GeneratorSource.coerce({"seed": 3}), GeneratorSource)
     assert issubclass(BadValueError, InputError)
+
+
+def test_lsap_edit_with_a_bad_generator_spec_is_one_line(tmp_path, capsys) -> None:
+    from lsap.cli import main
+    from lsap.results import InversionResults
+
+    results = InversionResults(tmp_path / "run")
+    g = small_source(resolution=16).build()
+    results.write_code("a", {"ws": torch.zeros(g.num_ws, g.w_dim), "key": "a.png", "name": "a", "meta": {}})
+    results.write_record({"name": "a", "key": "a.png", "losses": {}, "nscd": None, "meta": {}})
+    with pytest.raises(SystemExit) as exit_status:
+        main(["edit", str(results.root), "--generator", '{"checkpoint": "fashion32", "foo": 1}',
+              "--direction", "sneaker_to_boot"])
+    error = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert exit_status.value.code == 2 and len(error) == 1
+    assert "foo" in error[0] and "checkpoint" in error[0] and "noise_strength" in error[0]
