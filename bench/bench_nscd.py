@@ -31,6 +31,7 @@ import torch
 from lsap.losses.nscd import NSCDLoss
 from lsap.metrics import NSCD, compute_anchors, generator_fingerprint
 from lsap.model import Generator
+from lsap.model.sampling import sample_z
 
 PAPER_NUM_SAMPLES = 100_000
 
@@ -95,8 +96,7 @@ def bench_device(args: argparse.Namespace, device: torch.device) -> dict[str, fl
     if args.anchors_only:
         return result
 
-    rng = torch.Generator().manual_seed(1)
-    ws = torch.randn(args.batch, generator.z_dim, generator=rng).to(device)
+    ws = next(sample_z(args.batch, generator.z_dim, seed=1, batch_size=args.batch)).to(device)
     with torch.no_grad():
         ws = generator.mapping(ws)[:, None].repeat(1, generator.num_ws, 1)
     codes = ws.clone().requires_grad_(True)

@@ -24,7 +24,7 @@ from typing import Callable, Literal, Mapping, Sequence
 import torch
 from torch import nn
 
-from lsap.model.sampling import z_blocks
+from lsap.model.sampling import sample_z
 from lsap.ops import bias_act, modulated_conv2d, setup_filter, upsample2d
 
 NoiseMode = Literal["const", "random", "none"]
@@ -378,14 +378,15 @@ class Generator(nn.Module):
 
     @torch.no_grad()
     def w_stats(self, num_samples: int = 10_000, seed: int = 0, batch_size: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean ``[w_dim]`` and scalar std of w over ``num_samples`` seeded z draws.
+        """Mean ``[w_dim]`` and scalar std of w over ``num_samples`` seeded z draws (lsap's z
+        stream: the same z for any ``batch_size``).
 
         The std is the projector's: sqrt of the mean squared distance to the mean.
         """
         device = self.w_avg.device
         total = torch.zeros(self.w_dim, dtype=torch.float64, device=device)
         total_sq = torch.zeros((), dtype=torch.float64, device=device)
-        for z in z_blocks(num_samples, self.z_dim, seed, block_size=batch_size):
+        for z in sample_z(num_samples, self.z_dim, seed, batch_size):
             z = z.to(device)
             w = self.mapping_network(z).double()
             total += w.sum(0)

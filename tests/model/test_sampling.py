@@ -26,3 +26,18 @@ def test_blocks_and_items_are_plain_seeded_draws() -> None:
     assert torch.equal(item_z(4, 9), torch.randn(4, generator=torch.Generator().manual_seed(9)))
     assert derive_seed("a", 1) == derive_seed("a", 1) != derive_seed("a", 2)
     assert 0 <= derive_seed("x") < 2**63
+
+
+def test_w_stats_draws_the_seeded_z_stream_whatever_the_batch_size() -> None:
+    from conftest import small_source
+
+    g = small_source(resolution=16).build()
+    z = torch.cat(list(sample_z(300, g.z_dim, seed=6)))  # an independent computation from the stream
+    with torch.no_grad():
+        w = g.mapping_network(z).double()
+    mean = w.mean(0)
+    std = ((w - mean).square().sum(1).mean()).sqrt()
+    for batch_size in (7, 300, 4096):
+        m, s = g.w_stats(300, seed=6, batch_size=batch_size)
+        torch.testing.assert_close(m, mean.float(), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(s, std.float(), rtol=1e-5, atol=1e-5)
