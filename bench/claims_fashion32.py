@@ -11,7 +11,8 @@ the reconstructions in the shipped classifier's penultimate features (``lsap.met
 Inception FID too when an Inception file is found), class-edit success (the share of
 class-direction edits, e.g. sneaker -> ankle boot on sneaker images, that the classifier
 reads as the target class, plus ``lsap.metrics.EditSuccess``'s target / other-class score
-changes), LEC for the encoders (``lsap.metrics.lec``) and seconds per image, plus the
+changes; ``lsap.evaluation.evaluators.class_edit_success``), LEC for the encoders (lsap's LEC
+evaluator, as ``lsap evaluate --encoder``) and seconds per image, plus the
 Spearman correlation between per-image NSCD and per-image edit success pooled over methods.
 
     python bench/claims_fashion32.py [--generator fashion32] [--output outputs/claims_fashion32]  # ~12-15 min, 2 cores
@@ -34,24 +35,23 @@ from typing import Any
 
 import torch
 from lightning.pytorch import Trainer
-from torch import Tensor, nn
+from torch import nn
 
 from lsap.callbacks import InversionWriter
 from lsap.data import SHIPPED_SAMPLES_DIR, FashionSamplesDataModule, FashionSamplesDataset
 from lsap.editing import load_direction
-from lsap.editing._shared import apply_delta, result_files
-from lsap.model.source import generator_from_spec
 from lsap.encoders import Encoder4Editing
 from lsap.encoders.checkpoints import save_e4e_checkpoint
 from lsap.evaluation import evaluate
-from lsap.metrics.edit_success import EditSuccess, edit_score_changes
-from lsap.metrics.fid import FID
-from lsap.metrics.lec import LEC
+from lsap.evaluation.evaluators import EvaluationContext, FIDEvaluator, LECEvaluator, class_edit_success
+from lsap.evaluation.options import EvaluationOptions
+from lsap.evaluation.run import EvaluationRun
+from lsap.metrics.fid import ClassifierFeatures
 from lsap.model import GeneratorSource
 from lsap.model.checkpoints import builtin_generator_path, save_generator
+from lsap.model.source import generator_from_spec
 from lsap.modules import LSAP_E, LSAP_O, PTI
-from lsap.nets.fashion_classifier import FashionClassifier, load_fashion_classifier
-from lsap.results import InversionResults
+from lsap.nets.fashion_classifier import FEATURE_DIM, FashionClassifier, load_fashion_classifier
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO / "lsap" / "assets"
@@ -62,26 +62,6 @@ ENCODER_ARCH: dict[str, Any] = {"num_ws": 8, "w_dim": 256, "input_size": 32, "bl
 CLASS_EDITS = (("sneaker_to_boot", 7, 9), ("boot_to_sneaker", 9, 7), ("pullover_to_coat", 2, 4),
                ("coat_to_pullover", 4, 2), ("tshirt_to_shirt", 0, 6), ("shirt_to_tshirt", 6, 0))
 LEC_DIRECTION = "sneaker_to_boot"
-
-
-class ClassifierFeatures(nn.Module):
-    """FID features from the Fashion-MNIST classifier: uint8 [B, 3, 32, 32] -> penultimate [B, 128]."""
-
-    num_features = 128
-
-    def __init__(self, classifier: FashionClassifier) -> None:
-        super().__init__()
-        self.classifier = classifier
-
-    def forward(self, images: Tensor) -> Tensor:
-        return self.classifier.forward_features(images.float() / 127.5 - 1)[1].double()
-
-    def train(self, mode: bool = True) -> "ClassifierFeatures":
-        return super().train(False)
-
-
-def to_uint8(images: Tensor) -> Tensor:
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
 def generator_file(spec: str, output: Path) -> Path:
@@ -117,82 +97,57 @@ def run_inversion(module: nn.Module, run_dir: Path, data: FashionSamplesDataModu
     return time.perf_counter() - start
 
 
-def projection_std(generator: nn.Module, direction: Tensor, num_samples: int = 2000, seed: int = 0) -> float:
-    """Std of sampled w along a unit direction: edit strengths are given in these units."""
-    z = torch.randn(num_samples, int(generator.z_dim), generator=torch.Generator().manual_seed(seed))
-    with torch.no_grad():
-        w = generator.mapping(z)
-    n = direction.reshape(-1, int(generator.w_dim))[0]
-    return float((w @ (n / n.norm())).std())
+def package_context(run_dir: Path, **options: Any) -> tuple[EvaluationRun, EvaluationContext]:
+    """The run loaded once by lsap's evaluation (inputs padded to 32 px) and an evaluator context."""
+    chosen = EvaluationOptions(real=str(SHIPPED_SAMPLES_DIR), real_fit="pad", **options)
+    run = EvaluationRun.load(run_dir, chosen.real, chosen.real_fit)
+    return run, EvaluationContext(chosen, torch.device(chosen.device), {name: {"name": name} for name in run.names})
 
 
 @torch.no_grad()
-def edit_metrics(run_dir: Path, generator: nn.Module, classifier: FashionClassifier, samples: FashionSamplesDataset,
-                 directions: dict[str, Any], strengths: dict[str, float]) -> tuple[dict[str, Any], dict[str, float]]:
-    """Class-edit success of one run: per edit and pooled, and the per-image success (0/1)."""
+def edit_metrics(run: EvaluationRun, generator: nn.Module, classifier: FashionClassifier,
+                 samples: FashionSamplesDataset, directions: dict[str, Any],
+                 strengths: dict[str, float]) -> tuple[dict[str, Any], dict[str, float]]:
+    """Class-edit success of one run (``lsap.evaluation.evaluators.class_edit_success``, images
+    chosen by their true class): per edit and pooled, and the per-image success (0/1)."""
     labels = {name: int(label) for name, label in zip(samples.names, samples.labels)}
-    results = InversionResults(run_dir)
-    finished = set(results.names())
-    probabilities = lambda images: classifier(images).softmax(dim=1)  # noqa: E731 - bounded scores
-
     per_image: dict[str, float] = {}
     summary: dict[str, Any] = {}
+    pooled = dict.fromkeys(("successes", "target_change", "others_change", "num_edits", "num_others"), 0.0)
     hits = total = 0
-    pooled: EditSuccess | None = None
     for name, source, target in CLASS_EDITS:
-        chosen = [n for n in sorted(finished) if labels.get(n) == source]
-        if not chosen:
+        metric, reads = class_edit_success(run, generator, classifier, directions[name], strengths[name], target,
+                                           source, labels)
+        if not reads:
             continue
-        direction, strength = directions[name], strengths[name]
-        metric = EditSuccess(decode=None, edit=None, classifier=classifier, attribute=target)
-        pooled = pooled or EditSuccess(decode=None, edit=None, classifier=classifier, attribute=0)
-        reads_target = 0
-        for image in chosen:
-            code_path, delta_path = result_files(run_dir, image)
-            ws = results.load_code(image)["ws"].float()[None]
-            g = apply_delta(generator, delta_path)[0] if delta_path is not None else generator
-            decode = lambda codes, g=g: g.synthesis(codes, noise_mode="const").clamp(-1, 1)  # noqa: E731
-            edit = lambda codes, d=direction, s=strength: d.apply(codes, s)  # noqa: E731
-            changes = edit_score_changes(ws, decode, edit, probabilities)
-            metric.accumulate(changes)
-            # the pooled "other classes" change: move the target column first
-            order = [target] + [k for k in range(changes.shape[1]) if k != target]
-            pooled.accumulate(changes[:, order])
-            success = float(int(probabilities(decode(edit(ws))).argmax(1)) == target)
-            reads_target += int(success)
-            per_image[f"{image}|{name}"] = success
-        hits, total = hits + reads_target, total + len(chosen)
-        summary[name] = {"count": len(chosen), "reads_target": reads_target / len(chosen), "strength": strength,
-                         **{k: v for k, v in metric.summary().items() if k != "count"}}
-    pooled_summary = pooled.summary() if pooled is not None else {}
-    summary["all"] = {"count": total, "reads_target": hits / total if total else float("nan"),
-                      "target_score_rise": pooled_summary.get("success_rate", float("nan")),
-                      "mean_target_change": pooled_summary.get("mean_target_change", float("nan")),
-                      "mean_abs_other_change": pooled_summary.get("mean_abs_other_change", float("nan"))}
+        for key in pooled:
+            pooled[key] += float(getattr(metric, key))
+        per_image.update({f"{image}|{name}": value for image, value in reads.items()})
+        hits, total = hits + int(sum(reads.values())), total + len(reads)
+        summary[name] = {"count": len(reads), "reads_target": sum(reads.values()) / len(reads),
+                         "strength": strengths[name], **{k: v for k, v in metric.summary().items() if k != "count"}}
+    nan = float("nan")
+    summary["all"] = {"count": total, "reads_target": hits / total if total else nan,
+                      "target_score_rise": pooled["successes"] / total if total else nan,
+                      "mean_target_change": pooled["target_change"] / total if total else nan,
+                      "mean_abs_other_change": pooled["others_change"] / pooled["num_others"]
+                      if pooled["num_others"] else nan}
     return summary, per_image
 
 
-@torch.no_grad()
-def classifier_fid(run_dir: Path, classifier: FashionClassifier, samples: FashionSamplesDataset) -> float:
-    from lsap.evaluation.inputs import read_image, read_reconstructions
-
-    metric = FID(ClassifierFeatures(classifier))
-    metric.update(to_uint8(torch.stack([samples[i]["image"] for i in range(len(samples))])), real=True)
-    paths = [r.image_path for r in read_reconstructions(run_dir)]
-    metric.update(to_uint8(torch.stack([read_image(p) for p in paths])), real=False)
-    return float(metric.compute())
+def classifier_fid(run: EvaluationRun, context: EvaluationContext, classifier: FashionClassifier) -> float:
+    """FID of the reconstructions in the classifier's penultimate features (lsap's FID evaluator)."""
+    outcome = FIDEvaluator(ClassifierFeatures(classifier, FEATURE_DIM)).evaluate(run, context)
+    return outcome.metrics["fid"]["mean"] if "fid" in outcome.metrics else float("nan")
 
 
-@torch.no_grad()
-def encoder_lec(module: LSAP_E, samples: FashionSamplesDataset, direction: Any, strength: float,
+def encoder_lec(run_dir: Path, generator_path: Path, encoder: Path, direction: Path, sigmas: float,
                 batch_size: int) -> dict[str, Any]:
-    metric = LEC(module.encode, module.decode, lambda ws: direction.apply(ws, strength),
-                 lambda ws: direction.apply(ws, -strength), image_size=None)
-    images = torch.stack([samples[i]["image"] for i in range(len(samples))])
-    usable = len(images) - len(images) % batch_size if len(images) >= batch_size else len(images)
-    for start in range(0, usable, batch_size):
-        metric.update(images[start:start + batch_size])
-    return metric.summary()
+    """LEC of an encoder on the shipped images (lsap's LEC evaluator), the edit ``sigmas`` std of w."""
+    run, context = package_context(run_dir, generator=str(generator_path), encoder=str(encoder),
+                                   direction=str(direction), strength=sigmas, strength_unit="std",
+                                   batch_size=batch_size)
+    return LECEvaluator().evaluate(run, context).metrics["lec"]
 
 
 def spearman(x: list[float], y: list[float]) -> dict[str, Any]:
@@ -269,8 +224,8 @@ def main() -> None:
     directions = {n: load_direction(directions_dir / f"{n}.pt") for n, _, _ in CLASS_EDITS}
     for d in directions.values():
         d.check_generator(generator)
-    strengths = {n: args.edit_sigmas * projection_std(generator, d.vector, seed=args.seed)
-                 for n, d in directions.items()}
+    # Strengths in the directions' own unit: k standard deviations of sampled w along each.
+    strengths = {n: d.std_strength(generator, args.edit_sigmas, seed=args.seed) for n, d in directions.items()}
 
     def data(limit: int, batch_size: int) -> FashionSamplesDataModule:
         return FashionSamplesDataModule(limit=min(limit, args.num_images), val_batch_size=batch_size)
@@ -283,7 +238,7 @@ def main() -> None:
                         identity=None, moco=None, **common).eval()
         name = f"encoder_{label}" + ("" if trained else "_untrained")
         seconds = run_inversion(module, runs / name, data(args.num_images, args.batch_size), gradients=False)
-        lec = encoder_lec(module, samples, directions[LEC_DIRECTION], strengths[LEC_DIRECTION],
+        lec = encoder_lec(runs / name, gfile, file, directions_dir / f"{LEC_DIRECTION}.pt", args.edit_sigmas,
                           args.lec_batch_size)
         methods.append({"method": name, "dir": runs / name, "seconds": seconds, "images": len(samples),
                         "lec": lec, "encoder": str(file)})
@@ -310,7 +265,8 @@ def main() -> None:
                           inception=args.inception, generator=str(gfile), nscd_samples=args.anchor_samples,
                           real_fit="pad", pca_samples=0, batch_size=args.batch_size)
         metrics = report["metrics"]
-        edits, per_image_success = edit_metrics(run_dir, generator, classifier, samples, directions, strengths)
+        run, context = package_context(run_dir, batch_size=args.batch_size)
+        edits, per_image_success = edit_metrics(run, generator, classifier, samples, directions, strengths)
         per_image = [json.loads(line) for line in (run_dir / "evaluation" / "per_image.jsonl").read_text().splitlines()
                      if line.strip()]
         nscd_of = {row["name"]: row.get("nscd") for row in per_image}
@@ -324,7 +280,7 @@ def main() -> None:
             "method": method["method"], "images": method["images"],
             "mse": metrics.get("mse", {}).get("mean"), "psnr": metrics.get("psnr", {}).get("mean"),
             "ssim": metrics.get("ssim", {}).get("mean"), "nscd": metrics.get("nscd", {}).get("mean"),
-            "fid_classifier": classifier_fid(run_dir, classifier, samples),
+            "fid_classifier": classifier_fid(run, context, classifier),
             "fid_inception": metrics.get("fid", {}).get("mean"),
             "edit_reads_target": edits["all"]["reads_target"],
             "edit_other_change": edits["all"]["mean_abs_other_change"],

@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 
 from lsap.editing import compute_ganspace, fit_boundary, save_direction, save_ganspace
-from lsap.editing._shared import fingerprint, z_batches
+from lsap.model.fingerprint import generator_fingerprint
+from lsap.model.sampling import sample_z
 from lsap.model.source import generator_from_spec
 from lsap.editing.directions import Direction
 from lsap.nets.fashion_classifier import load_fashion_classifier
@@ -43,7 +44,7 @@ ASSET_DIRECTIONS = Path(__file__).resolve().parents[1] / "lsap" / "assets" / "di
 def sample_and_classify(generator, classifier, num_samples: int, seed: int, batch_size: int):
     """``(w [N, w_dim], logits [N, 10])`` of seeded samples (no truncation, constant noise)."""
     codes, logits = [], []
-    for z in z_batches(num_samples, int(generator.z_dim), seed, batch_size):
+    for z in sample_z(num_samples, int(generator.z_dim), seed, batch_size):
         w = generator.mapping(z)
         images = generator.synthesis(w, noise_mode="const").clamp(-1, 1)
         codes.append(w)
@@ -101,7 +102,7 @@ def main() -> None:
     start = time.perf_counter()
     generator = generator_from_spec(args.generator)
     classifier = load_fashion_classifier()
-    generator_hash = fingerprint(generator)
+    generator_hash = generator_fingerprint(generator)
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
 
@@ -121,7 +122,7 @@ def main() -> None:
         save_direction(forward, output / f"{name}.pt")
         save_direction(backward, output / f"{reverse}.pt")
         sources = torch.nonzero(logits.argmax(1) == a).squeeze(1)[:args.check_samples]
-        strength = args.check_sigmas * float((codes @ forward.vector).std())
+        strength = forward.std_strength(generator, args.check_sigmas, seed=args.seed)  # the direction's own unit
         effect = None
         if sources.numel():
             effect = edit_effect(generator, classifier, codes[sources], forward, b, strength, args.batch_size)

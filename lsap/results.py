@@ -12,6 +12,20 @@ read them back through :class:`InversionResults` alone. Layout of a results fold
     results.jsonl         every record, one per line, sorted by name (rebuilt at the end)
     summary.json          counts, means, and the inputs skipped as unreadable (rebuilt at the end)
 
+A record's ``meta["refinement"]`` names the refinement that made the result (``"pti"``,
+``"hfgi"``, ``"sam"``; absent for a plain inversion), and a refinement keeps whatever else
+it needs to render edits (its own files, or settings in ``meta``); see
+:attr:`InversionRecord.refinement` and the refinement-state protocol in
+:mod:`lsap.editing.refinement`. PTI results written before the field are recognised by
+their delta file.
+
+``lsap edit`` writes its own folder (:class:`EditResults`, by default ``<results>/edits``)::
+
+    codes/<name>.pt       {"name", "edits": {edit: {"columns", "strengths", "codes"}}}: this image's codes only
+    grids/<name>.png      rows: edits; columns: strengths, the reconstruction in the middle
+    records/<name>.json   what was done (written last: it marks the image finished)
+    edits.jsonl           every record, one per line, sorted by name (rebuilt at the end)
+
 Kinds of files live in separate folders so no input name can collide with another kind
 of output or with the two summary files. Every file is written atomically
 (:func:`lsap.io.atomic_write`). An image counts as finished when its record *and* its code
@@ -19,10 +33,14 @@ exist; the record is written last, so an interrupted write never counts.
 
 Usage::
 
-    results = InversionResults("out/")
+    results = InversionResults("out/").checked()   # refuses a missing or non-results folder
     for record in results:                  # InversionRecord, sorted by name
         code = record.load_code()           # {"ws": Tensor[num_ws, w_dim], ...}
     ws = load_code("out/", "a/001")["ws"]
+
+Code files are checked when read: ``ws`` must be a finite floating-point ``[num_ws, w_dim]``
+tensor (``shape=(num_ws, w_dim)`` also checks it against a generator), else
+:class:`lsap.errors.BadFileError` naming the file.
 
 Batches and resuming. Within a prediction run the writer marks, before ``predict_step``,
 which images of a batch are already finished (``batch["done"]``); a module calls
@@ -45,6 +63,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from lsap.errors import BadValueError, MissingInputError
+from lsap.images import to_uint8
 from lsap.io import CheckpointError, atomic_write, load_weights_file
 from lsap.model.delta import load_delta, save_delta
 
@@ -52,10 +72,13 @@ __all__ = [
     "CODES_DIR",
     "DELTAS_DIR",
     "DONE_KEY",
+    "EDITS_FILE",
+    "GRIDS_DIR",
     "IMAGES_DIR",
     "RECORDS_DIR",
     "RESULTS_FILE",
     "SUMMARY_FILE",
+    "EditResults",
     "InversionPrediction",
     "InversionRecord",
     "InversionResults",
@@ -73,6 +96,8 @@ DELTAS_DIR = "pti"
 RECORDS_DIR = "records"
 RESULTS_FILE = "results.jsonl"
 SUMMARY_FILE = "summary.json"
+GRIDS_DIR = "grids"
+EDITS_FILE = "edits.jsonl"
 
 # Batch entry a writer fills before predict_step: one bool per image, True when finished.
 DONE_KEY = "done"
@@ -173,9 +198,19 @@ class InversionRecord:
     def method(self) -> str | None:
         return self.meta.get("method")
 
-    def load_code(self) -> dict[str, Any]:
-        """The code file: ``{"ws": Tensor[num_ws, w_dim], "noise"?, "key", "name", "meta"}``."""
-        return _read_code(self.code_path)
+    @property
+    def refinement(self) -> str | None:
+        """The refinement that made this result (``meta["refinement"]``), or None for a plain
+        inversion; a PTI result written before the field says so by its delta file."""
+        value = self.meta.get("refinement")
+        if value:
+            return str(value)
+        return "pti" if self.delta_path is not None else None
+
+    def load_code(self, shape: tuple[int, int] | None = None) -> dict[str, Any]:
+        """The code file: ``{"ws": Tensor[num_ws, w_dim], "noise"?, "key", "name", "meta"}``
+        (checked; ``shape`` = the generator's ``(num_ws, w_dim)``)."""
+        return _read_code(self.code_path, shape)
 
     def load_delta(self) -> dict[str, Any]:
         """The PTI delta of this image (see :func:`lsap.model.delta.load_delta`)."""
@@ -192,17 +227,75 @@ class InversionRecord:
         return record
 
 
-class InversionResults:
-    """A results folder: paths of every kind of file, reading records and codes, writing.
+class _PerImageFolder:
+    """A folder of per-image files in kind folders, where ``records/<name>.json`` (written
+    last) marks an image finished and one JSON-lines file gathers every record."""
 
-    Iterating yields the finished images as :class:`InversionRecord`, sorted by name.
-    """
+    kind = "results folder"
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
 
     def __repr__(self) -> str:
-        return f"InversionResults('{self.root}')"
+        return f"{type(self).__name__}('{self.root}')"
+
+    def record_path(self, name: str) -> Path:
+        return self.root / RECORDS_DIR / f"{name}.json"
+
+    def _record_names(self) -> list[str]:
+        folder = self.root / RECORDS_DIR
+        if not folder.is_dir():
+            return []
+        return sorted(PurePosixPath(*p.relative_to(folder).with_suffix("").parts).as_posix()
+                      for p in folder.rglob("*.json"))
+
+    def _read_record(self, name: str) -> dict[str, Any]:
+        path = self.record_path(name)
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise CheckpointError(f"record '{path}' is damaged: {error}") from None
+        if not isinstance(data, dict):
+            raise CheckpointError(f"record '{path}' is damaged: expected a JSON object, got {type(data).__name__}")
+        return data
+
+    def write_record(self, record: InversionRecord | Mapping[str, Any]) -> None:
+        data = record.as_dict() if isinstance(record, InversionRecord) else dict(record)
+        text = json.dumps(data, sort_keys=True)
+        atomic_write(self.record_path(str(data["name"])), lambda f: f.write(text + "\n"), mode="w")
+
+    def _write_lines(self, path: Path, records: Sequence[Mapping[str, Any]]) -> None:
+        lines = "".join(json.dumps(dict(r), sort_keys=True) + "\n" for r in records)
+        atomic_write(path, lambda f: f.write(lines), mode="w")
+
+    def _missing_name(self, name: str, names: Sequence[str]) -> MissingInputError:
+        if not self.root.is_dir():
+            return MissingInputError(f"{self.kind} not found: '{self.root}' (no such folder)")
+        if not names:
+            return MissingInputError(f"no finished result named '{name}' in '{self.root}': it has none yet")
+        shown = ", ".join(f"'{n}'" for n in names[:5]) + (", ..." if len(names) > 5 else "")
+        return MissingInputError(f"no finished result named '{name}' in '{self.root}'; its {len(names)} finished "
+                                 f"image{'s' if len(names) != 1 else ''}: {shown}")
+
+
+class InversionResults(_PerImageFolder):
+    """A results folder: paths of every kind of file, reading records and codes, writing.
+
+    Iterating yields the finished images as :class:`InversionRecord`, sorted by name.
+    """
+
+    def checked(self) -> InversionResults:
+        """This folder, after checking that it exists and is a results folder (one line
+        otherwise: :class:`~lsap.errors.MissingInputError` / :class:`~lsap.errors.BadValueError`)."""
+        if not self.root.exists():
+            raise MissingInputError(f"results folder not found: '{self.root}' (no such folder; give the "
+                                    "output_dir of an lsap predict run)")
+        if not self.root.is_dir():
+            raise BadValueError(f"'{self.root}' is a file, not a results folder (the output_dir of lsap predict)")
+        if not (self.root / RECORDS_DIR).is_dir() or not (self.root / CODES_DIR).is_dir():
+            raise BadValueError(f"'{self.root}' is not a results folder: it has no '{RECORDS_DIR}/' and "
+                                f"'{CODES_DIR}/' (the output_dir of lsap predict writes them)")
+        return self
 
     # ----- paths ---------------------------------------------------------------------------
     def code_path(self, name: str) -> Path:
@@ -213,9 +306,6 @@ class InversionResults:
 
     def delta_path(self, name: str) -> Path:
         return self.root / DELTAS_DIR / f"{name}.pt"
-
-    def record_path(self, name: str) -> Path:
-        return self.root / RECORDS_DIR / f"{name}.json"
 
     @property
     def results_file(self) -> Path:
@@ -232,21 +322,14 @@ class InversionResults:
 
     def names(self) -> list[str]:
         """Names of the finished images, sorted."""
-        folder = self.root / RECORDS_DIR
-        if not folder.is_dir():
-            return []
-        found = (PurePosixPath(*p.relative_to(folder).with_suffix("").parts).as_posix() for p in folder.rglob("*.json"))
-        return sorted(name for name in found if self.code_path(name).is_file())
+        return [name for name in self._record_names() if self.code_path(name).is_file()]
 
     def record(self, name: str) -> InversionRecord:
         """The record of image ``name``."""
         path = self.record_path(name)
         if not path.is_file():
-            raise FileNotFoundError(f"no finished result named '{name}' in '{self.root}': expected '{path}'")
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise CheckpointError(f"record '{path}' is damaged: {error}") from None
+            raise self._missing_name(name, self.names())
+        data = self._read_record(name)
         image, delta = self.image_path(name), self.delta_path(name)
         return InversionRecord(
             name=str(data.get("name", name)), key=str(data.get("key", name)), code_path=self.code_path(name),
@@ -267,9 +350,13 @@ class InversionResults:
     def __getitem__(self, name: str) -> InversionRecord:
         return self.record(name)
 
-    def load_code(self, name: str) -> dict[str, Any]:
-        """The code file of image ``name`` (see :class:`InversionRecord.load_code`)."""
-        return _read_code(self.code_path(name))
+    def load_code(self, name: str, shape: tuple[int, int] | None = None) -> dict[str, Any]:
+        """The code file of image ``name`` (see :meth:`InversionRecord.load_code`); a name with
+        no code file is an error that lists the names there are."""
+        path = self.code_path(name)
+        if not path.is_file():
+            raise self._missing_name(name, self.names())
+        return _read_code(path, shape)
 
     # ----- writing (atomic; the record goes last) ------------------------------------------
     def write_code(self, name: str, code: Mapping[str, Any]) -> None:
@@ -277,22 +364,15 @@ class InversionResults:
 
     def write_image(self, name: str, image: Tensor) -> None:
         """Write a ``[3, H, W]`` image in [-1, 1] as an 8-bit RGB PNG."""
-        picture = _to_uint8_image(image)
-        atomic_write(self.image_path(name), lambda f: picture.save(f, format="PNG"))
+        _write_png(self.image_path(name), image)
 
     def write_delta(self, name: str, delta: Mapping[str, Any]) -> None:
         save_delta(delta, self.delta_path(name))
 
-    def write_record(self, record: InversionRecord | Mapping[str, Any]) -> None:
-        data = record.as_dict() if isinstance(record, InversionRecord) else dict(record)
-        text = json.dumps(data, sort_keys=True)
-        atomic_write(self.record_path(str(data["name"])), lambda f: f.write(text + "\n"), mode="w")
-
     def write_results_file(self) -> list[dict[str, Any]]:
         """Rebuild ``results.jsonl`` from every record; returns the records as dicts."""
         records = [r.as_dict() for r in self]
-        lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
-        atomic_write(self.results_file, lambda f: f.write(lines), mode="w")
+        self._write_lines(self.results_file, records)
         return records
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:
@@ -300,12 +380,79 @@ class InversionResults:
         atomic_write(self.summary_file, lambda f: f.write(text + "\n"), mode="w")
 
 
-def load_code(root: str | os.PathLike[str], name: str | None = None) -> dict[str, Any]:
+class EditResults(_PerImageFolder):
+    """An ``lsap edit`` output folder (layout in the module documentation)."""
+
+    kind = "edit folder"
+
+    def code_path(self, name: str) -> Path:
+        return self.root / CODES_DIR / f"{name}.pt"
+
+    def grid_path(self, name: str) -> Path:
+        return self.root / GRIDS_DIR / f"{name}.png"
+
+    @property
+    def edits_file(self) -> Path:
+        return self.root / EDITS_FILE
+
+    def is_done(self, name: str) -> bool:
+        return self.record_path(name).is_file()
+
+    def names(self) -> list[str]:
+        """Names of the edited images, sorted."""
+        return self._record_names()
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every record, sorted by name."""
+        return [self._read_record(name) for name in self.names()]
+
+    def load_codes(self, name: str) -> dict[str, Any]:
+        """``{"name", "edits": {edit: {"columns", "strengths", "codes"}}}`` of image ``name``."""
+        path = self.code_path(name)
+        if not path.is_file():
+            raise self._missing_name(name, self.names())
+        data = load_weights_file(path, "lsap edit codes file")
+        if not isinstance(data, Mapping) or "edits" not in data:
+            raise CheckpointError(f"'{path}' is not an lsap edit codes file (expected a dict with 'edits')")
+        return dict(data)
+
+    def write(self, name: str, grid: Tensor, codes: Mapping[str, Any], record: Mapping[str, Any]) -> None:
+        """Write image ``name``'s edited codes, grid and (last) record."""
+        own = {"name": name, "edits": _own_storage(dict(codes))}
+        atomic_write(self.code_path(name), lambda f: torch.save(own, f))
+        _write_png(self.grid_path(name), grid)
+        self.write_record(dict(record, name=name))
+
+    def write_edits_file(self) -> list[dict[str, Any]]:
+        """Rebuild ``edits.jsonl`` from every record; returns the records."""
+        records = self.records()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._write_lines(self.edits_file, records)
+        return records
+
+
+def _own_storage(value: Any) -> Any:
+    """``value`` with every tensor copied out of the batch it is a view of: ``torch.save``
+    writes a view's whole storage, so a file would hold (and its bytes depend on) its batch."""
+    if isinstance(value, Tensor):
+        return value.detach().cpu().clone()
+    if isinstance(value, Mapping):
+        return {k: _own_storage(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_own_storage(v) for v in value)
+    return value
+
+
+def load_code(root: str | os.PathLike[str], name: str | None = None,
+              shape: tuple[int, int] | None = None) -> dict[str, Any]:
     """Read a code file: ``load_code(results_folder, name)`` or ``load_code(code_file)``.
 
-    Returns ``{"ws": Tensor[num_ws, w_dim], "noise"?, "key", "name", "meta"}``.
+    Returns ``{"ws": Tensor[num_ws, w_dim], "noise"?, "key", "name", "meta"}``, checked (see
+    the module documentation); a missing name lists the names the folder has.
     """
-    return _read_code(InversionResults(root).code_path(name) if name is not None else Path(root))
+    if name is not None:
+        return InversionResults(root).load_code(name, shape)
+    return _read_code(Path(root), shape)
 
 
 def load_results(root: str | os.PathLike[str]) -> list[InversionRecord]:
@@ -316,16 +463,30 @@ def load_results(root: str | os.PathLike[str]) -> list[InversionRecord]:
     return list(results)
 
 
-def _read_code(path: Path) -> dict[str, Any]:
+def _read_code(path: Path, shape: tuple[int, int] | None = None) -> dict[str, Any]:
     data = load_weights_file(path, "lsap code file")
     if not isinstance(data, Mapping) or "ws" not in data:
         raise CheckpointError(f"'{path}' is not an lsap code file (expected a dict with 'ws')")
+    ws = data["ws"]
+    if not isinstance(ws, Tensor) or not ws.is_floating_point() or ws.ndim != 2:
+        got = f"{ws.dtype} of shape {list(ws.shape)}" if isinstance(ws, Tensor) else type(ws).__name__
+        raise CheckpointError(f"code file '{path}': 'ws' must be a floating-point [num_ws, w_dim] tensor, got {got}")
+    if shape is not None and tuple(ws.shape) != tuple(int(d) for d in shape):
+        raise CheckpointError(f"code file '{path}': 'ws' has shape {list(ws.shape)} but the generator takes "
+                              f"[num_ws, w_dim] = {[int(d) for d in shape]}")
+    noise = data.get("noise")
+    tensors = [ws] + ([n for n in noise if isinstance(n, Tensor)] if isinstance(noise, (list, tuple)) else [])
+    if not all(bool(torch.isfinite(t).all()) for t in tensors):
+        raise CheckpointError(f"code file '{path}': {'ws' if not torch.isfinite(ws).all() else 'noise'} holds NaN "
+                              "or infinite values")
     return dict(data)
 
 
-def _to_uint8_image(image: Tensor) -> Image.Image:
-    array = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return Image.fromarray(np.ascontiguousarray(array.permute(1, 2, 0).numpy()), "RGB")
+def _write_png(path: Path, image: Tensor) -> None:
+    """A ``[C, H, W]`` image in [-1, 1] (C = 1 or 3) as an 8-bit PNG."""
+    array = np.ascontiguousarray(to_uint8(image.cpu()).permute(1, 2, 0).numpy())
+    picture = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array, "L" if array.shape[-1] == 1 else "RGB")
+    atomic_write(path, lambda f: picture.save(f, format="PNG"))
 
 
 def json_safe(value: float) -> float | None:

@@ -23,7 +23,7 @@ def edit(results_dir: str, direction: list[str] = [], strengths: list[float] = [
          layers: Optional[str] = None, output: Optional[str] = None, generator: Optional[str] = None,
          ganspace: Optional[str] = None, ganspace_mode: Literal["target", "shift"] = "target",
          style_std_samples: int = 100_000, batch_size: int = 8, device: str = "cpu", upscale: int = 1,
-         seed: int = 0) -> None:
+         seed: int = 0, std_units: bool = False) -> None:
     """Edit every image of an inversion output folder and write edit grids.
 
     Args:
@@ -41,17 +41,27 @@ def edit(results_dir: str, direction: list[str] = [], strengths: list[float] = [
         batch_size: images rendered together.
         device: device to render on, e.g. "cpu" or "cuda".
         upscale: integer enlargement of grid images.
-        seed: seed of the style std samples.
+        seed: seed of the style std samples (and of the samples behind --std_units).
+        std_units: give direction strengths in standard deviations of sampled w along each direction
+            (Direction.in_std_units) instead of multiples of the stored vector.
     """
-    from lsap.editing.edits import resolve_edit
+    from lsap.editing.edits import DirectionEdit, resolve_edit
     from lsap.editing.run import edit_results
+    from lsap.errors import BadValueError
+    from lsap.results import InversionResults
 
+    InversionResults(results_dir).checked()  # a missing or foreign folder is named before anything else
     if not direction:
-        raise ValueError("give at least one --direction (a file, FILE#k, ganspace:..., stylespace:... or a name)")
+        raise BadValueError("give at least one --direction (a file, FILE#k, ganspace:..., stylespace:... or a name)")
 
     g = _generator(generator, results_dir).to(device)
     edits = [resolve_edit(spec, g, layers=layers, ganspace=ganspace, ganspace_mode=ganspace_mode,
                           style_std_samples=style_std_samples, seed=seed) for spec in direction]
+    if std_units:
+        for e in edits:
+            if not isinstance(e, DirectionEdit):
+                raise BadValueError(f"--std_units applies to direction edits; '{e.name}' is not one")
+            e.direction = e.direction.in_std_units(g, seed=seed)
     counts = edit_results(results_dir, g, edits, strengths, output=output, batch_size=batch_size, device=device,
                           upscale=upscale)
     print(f"edited {counts['edited']} images, skipped {counts['skipped']} already done ({counts['total']} in all)")
@@ -92,12 +102,11 @@ def directions_sefa(generator: str, output: str, layers: str = "2:6", num_compon
         num_components: eigenvectors kept.
         normalize: scale each weight row to unit norm first (SeFa's official variant).
     """
-    from lsap.editing._shared import atomic_save
-    from lsap.editing.sefa import compute_sefa
+    from lsap.editing.sefa import compute_sefa, save_sefa
 
     g = _generator(generator)
     result = compute_sefa(g, layers, num_components, normalize)
-    atomic_save(result.state(), output)
+    save_sefa(result, output)
     print(f"wrote {len(result.components)} SeFa directions of entries {list(result.layers)} to {output}")
 
 
@@ -128,20 +137,25 @@ def directions_interfacegan(generator: str, output: str, labels: Optional[str] =
     """
     import torch
 
-    from lsap.editing._shared import fingerprint, list_results, read_code, result_files
     from lsap.editing.directions import load_direction, save_direction
     from lsap.editing.interfacegan import fit_boundary, load_classifier, project_out, read_labels, sample_scored_codes
+    from lsap.errors import BadValueError
+    from lsap.model.fingerprint import generator_fingerprint
+    from lsap.results import InversionResults
 
     g = _generator(generator).to(device)
+    conditions = [load_direction(c) for c in condition or []]  # refused now (NaN, shape), not after the fit
     if labels is not None:
         if codes_dir is None:
-            raise ValueError("--labels needs --codes_dir (the inversion output holding the codes)")
+            raise BadValueError("--labels needs --codes_dir (the inversion output holding the codes)")
         table = read_labels(labels, label_column)
-        names = [n for n in list_results(codes_dir) if n in table]
+        records = [r for r in InversionResults(codes_dir).checked() if r.name in table]
+        names = [r.name for r in records]
         missing = len(table) - len(names)
         if len(names) < 4:
-            raise ValueError(f"only {len(names)} labelled images have codes in '{codes_dir}'")
-        codes = torch.stack([read_code(result_files(codes_dir, n)[0])["ws"] for n in names])
+            raise BadValueError(f"only {len(names)} labelled images have codes in '{codes_dir}'")
+        shape = (int(g.num_ws), int(g.w_dim))
+        codes = torch.stack([r.load_code(shape)["ws"] for r in records])
         values = torch.tensor([table[n] for n in names])
         source: dict[str, Any] = {"labels": labels, "codes_dir": codes_dir, "unmatched_labels": missing}
     elif classifier is not None:
@@ -149,12 +163,11 @@ def directions_interfacegan(generator: str, output: str, labels: Optional[str] =
                                             score_index=score_index)
         source = {"classifier": classifier, "num_samples": num_samples}
     else:
-        raise ValueError("give --labels with --codes_dir, or --classifier")
+        raise BadValueError("give --labels with --codes_dir, or --classifier")
     boundary = fit_boundary(codes, values, method, test_fraction, chosen_ratio, regularization, seed)
-    direction = boundary.direction(Path(output).stem, fingerprint(g), {"fit": method, **source})
+    direction = boundary.direction(Path(output).stem, generator_fingerprint(g), {"fit": method, **source})
     if condition:
-        others = [load_direction(c).vector.reshape(-1) for c in condition]
-        direction.vector = project_out(direction.vector, *others)
+        direction.vector = project_out(direction.vector, *[c.vector.reshape(-1) for c in conditions])
         direction.meta["conditions"] = list(condition)
     save_direction(direction, output)
     if missing := source.get("unmatched_labels"):

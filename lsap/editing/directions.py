@@ -16,6 +16,7 @@ these two and nothing else.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -24,13 +25,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lsap.editing._shared import atomic_save, check_fingerprint
-from lsap.errors import BadValueError
-from lsap.io import load_weights_file
+from lsap.errors import BadFileError, BadValueError
+from lsap.io import atomic_write, load_weights_file
+from lsap.model.fingerprint import generator_fingerprint
 from lsap.model.sampling import Z_BLOCK, z_blocks
 
-__all__ = ["DIRECTION_FORMAT", "STD_SAMPLES", "Direction", "Strength", "as_wplus", "layer_mask", "load_direction",
-           "parse_layers", "save_direction"]
+__all__ = ["DIRECTION_FORMAT", "STD_SAMPLES", "Direction", "Strength", "as_wplus", "check_finite", "check_layers", "check_fingerprint",
+           "layer_mask", "load_direction", "parse_layers", "save_direction"]
 
 DIRECTION_FORMAT = "lsap.direction"
 # Samples behind the strength unit (Direction.std_along): the std's relative error is ~1.6 %.
@@ -38,18 +39,62 @@ STD_SAMPLES = 2000
 Strength = float | Tensor
 
 
+def check_fingerprint(stored: str | None, generator: nn.Module, what: str) -> None:
+    """Warn when ``what`` (a direction, GANSpace components, ...) was computed for another
+    generator than ``generator`` (nothing stored: no check)."""
+    if not stored:
+        return
+    actual = generator_fingerprint(generator)
+    if stored != actual:
+        warnings.warn(f"{what} was computed for another generator (fingerprint {stored[:12]}..., this generator is "
+                      f"{actual[:12]}...); edits may not mean what they meant there", RuntimeWarning, stacklevel=3)
+
+
 def parse_layers(spec: str | Sequence[int] | None) -> tuple[int, ...] | None:
-    """``"a:b"`` (b exclusive), ``"a"``, ``"a,b,c"`` or a sequence -> W+ indices; None -> all."""
-    if spec is None or isinstance(spec, (tuple, list)):
-        return tuple(int(i) for i in spec) if spec is not None else None
-    text = str(spec).strip()
-    try:
-        if ":" in text:
-            start, end = text.split(":", 1)
-            return tuple(range(int(start), int(end)))
-        return tuple(int(i) for i in text.split(","))
-    except ValueError:
-        raise ValueError(f"layers must look like 'a:b' (end exclusive) or 'a,b,c', got {spec!r}") from None
+    """``"a:b"`` (b exclusive), ``"a"``, ``"a,b,c"`` or a sequence -> W+ indices; None -> all.
+
+    An empty or reversed range (``"9:3"``, ``"4:4"``), a negative index or a repeated one is
+    refused (:class:`~lsap.errors.BadValueError`): it would edit nothing, or not what it says.
+    """
+    if spec is None:
+        return None
+    if isinstance(spec, (tuple, list)):
+        layers = tuple(int(i) for i in spec)
+    else:
+        text = str(spec).strip()
+        try:
+            if ":" in text:
+                start, end = text.split(":", 1)
+                layers = tuple(range(int(start), int(end)))
+                if not layers:
+                    raise BadValueError(f"layers {spec!r} is an empty range: 'a:b' means entries a..b-1, so b must "
+                                        "be larger than a")
+            else:
+                layers = tuple(int(i) for i in text.split(","))
+        except ValueError as error:
+            if isinstance(error, BadValueError):
+                raise
+            raise BadValueError(f"layers must look like 'a:b' (end exclusive) or 'a,b,c', got {spec!r}") from None
+    if not layers:
+        raise BadValueError(f"layers {spec!r} names no W+ entry")
+    if min(layers) < 0 or len(set(layers)) != len(layers):
+        raise BadValueError(f"layers {spec!r}: W+ entries must be distinct and non-negative, got {list(layers)}")
+    return layers
+
+
+def check_layers(layers: Sequence[int] | None, num_ws: int, spec: object = None) -> None:
+    """Refuse W+ entries beyond a generator's ``num_ws`` (one line, naming the valid range)."""
+    bad = [i for i in (layers or ()) if not 0 <= i < num_ws]
+    if bad:
+        raise BadValueError(f"layers {spec if spec is not None else list(layers or ())!r}: entries {bad} are out of "
+                            f"range; this generator's W+ has entries 0..{num_ws - 1} (use e.g. '0:{num_ws}')")
+
+
+def check_finite(tensor: Tensor, what: str) -> Tensor:
+    """``tensor``, refused (:class:`~lsap.errors.BadFileError`) when it holds NaN or inf."""
+    if not bool(torch.isfinite(tensor).all()):
+        raise BadFileError(f"{what} holds NaN or infinite values")
+    return tensor
 
 
 def layer_mask(num_ws: int, layers: Sequence[int] | None, device: torch.device, dtype: torch.dtype) -> Tensor:
@@ -57,9 +102,7 @@ def layer_mask(num_ws: int, layers: Sequence[int] | None, device: torch.device, 
     mask = torch.zeros(num_ws, 1, device=device, dtype=dtype)
     if layers is None:
         return mask + 1
-    bad = [i for i in layers if not 0 <= i < num_ws]
-    if bad:
-        raise ValueError(f"layer indices {bad} out of range for codes with num_ws={num_ws}")
+    check_layers(layers, num_ws)
     mask[list(layers)] = 1
     return mask
 
@@ -189,14 +232,16 @@ class Direction:
 def save_direction(direction: Direction, path: str | os.PathLike[str]) -> Path:
     """Write lsap's direction file: a dict with ``direction`` ``[1, w_dim]`` (or ``[1, num_ws,
     w_dim]``) as published files have it, plus layers, name, fingerprint and provenance."""
-    atomic_save(direction.state(), path)
+    state = direction.state()
+    atomic_write(path, lambda f: torch.save(state, f))
     return Path(path)
 
 
 def _vector_from_array(array: Tensor, where: str) -> Tensor:
     """``[1, D]`` / ``[D]`` -> ``[D]``; ``[1, N, D]`` / ``[N, D]`` -> ``[N, D]`` (rows kept)."""
     if not array.is_floating_point():
-        raise ValueError(f"{where}: a direction must hold floating-point numbers, got {array.dtype}")
+        raise BadFileError(f"{where}: a direction must hold floating-point numbers, got {array.dtype}")
+    check_finite(array, f"direction file {where}")
     shape = tuple(array.shape)
     if array.ndim == 1:
         return array
@@ -204,7 +249,7 @@ def _vector_from_array(array: Tensor, where: str) -> Tensor:
         return array[0] if shape[0] == 1 else array
     if array.ndim == 3 and shape[0] == 1:
         return array[0]
-    raise ValueError(f"{where}: expected a direction of shape [1, w_dim], [w_dim] or [1, num_ws, w_dim], got {shape}")
+    raise BadFileError(f"{where}: expected a direction of shape [1, w_dim], [w_dim] or [1, num_ws, w_dim], got {shape}")
 
 
 def load_direction(path: str | os.PathLike[str], name: str | None = None,
@@ -222,20 +267,25 @@ def load_direction(path: str | os.PathLike[str], name: str | None = None,
             raise FileNotFoundError(f"direction file not found: '{file}'")
         try:
             array = np.load(file, allow_pickle=False)
-        except ValueError as err:
-            raise ValueError(f"refusing '{file}': it is not a plain numeric .npy array ({err})") from None
-        vector = _vector_from_array(torch.from_numpy(np.asarray(array, dtype=np.float32)), f"'{file}'")
+            numbers = np.asarray(array, dtype=np.float32)
+        except (ValueError, OSError, EOFError, TypeError) as err:
+            raise BadFileError(f"refusing direction file '{file}': it is not a readable plain numeric .npy array "
+                               f"({err})") from None
+        vector = _vector_from_array(torch.from_numpy(numbers), f"'{file}'")
         return Direction(vector.float(), layers=layers, name=label, meta={"source": str(file)})
     data = load_weights_file(file, "direction file")
     if isinstance(data, Tensor):
         return Direction(_vector_from_array(data.detach(), f"'{file}'").float(), layers=layers, name=label,
                          meta={"source": str(file)})
     if isinstance(data, Mapping) and data.get("format") == DIRECTION_FORMAT:
+        if not isinstance(data.get("direction"), Tensor):
+            raise BadFileError(f"'{file}' is an lsap direction file without a 'direction' tensor")
         vector = _vector_from_array(data["direction"], f"'{file}'").float()
         return Direction(vector, layers=layers if layers is not None else data.get("layers"),
                          name=name or data.get("name") or label, generator_hash=data.get("generator_hash"),
                          meta=dict(data.get("meta") or {}, source=str(file)))
     if isinstance(data, Mapping) and {"comp", "mean", "std"} <= set(data):
-        raise ValueError(f"'{file}' is a GANSpace file: use load_ganspace (or 'FILE#k' for component k)")
-    raise ValueError(f"'{file}' is not a direction: expected a tensor [1, w_dim], [w_dim] or [1, num_ws, w_dim], "
+        raise BadValueError(f"'{file}' is a GANSpace file, not one direction: use 'FILE#k' for component k "
+                            "(or load_ganspace)")
+    raise BadFileError(f"'{file}' is not a direction: expected a tensor [1, w_dim], [w_dim] or [1, num_ws, w_dim], "
                      f"got {type(data).__name__}")

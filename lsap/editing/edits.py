@@ -4,7 +4,9 @@ An :class:`Edit` renders a batch of codes at one strength. Specs name them:
 
 * ``path/to/file.pt`` / ``.npy``: an InterFaceGAN-style direction (:func:`load_direction`);
 * ``path/to/pca.pt#k`` (or ``.npz``): component k of a GANSpace or SeFa file, added as a
-  direction (``#k:start:end`` uses e4e's GANSpace edit on entries start..end-1);
+  direction (``#k:start:end`` uses e4e's GANSpace edit on entries start..end-1); a built-in
+  GANSpace file is named the same way (``ganspace#k``: the shipped PCA's component k, one
+  std of w along it per unit of strength); its bare name is refused with that hint;
 * ``ganspace:NAME`` / ``ganspace:k:start:end``: e4e's GANSpace edit with a preset or explicit
   tuple, on the GANSpace file given separately;
 * ``stylespace:NAME`` / ``stylespace:LAYER:CHANNEL``: a StyleSpace single-channel edit;
@@ -23,13 +25,16 @@ from typing import Any, Protocol, Sequence
 import torch
 from torch import Tensor, nn
 
-from lsap.editing.directions import Direction, load_direction, parse_layers
+from lsap.editing.directions import Direction, check_layers, load_direction, parse_layers
 from lsap.editing.ganspace import GANSPACE_PRESETS, GANSpace, GANSpaceMode, load_ganspace
+from lsap.editing.refinement import GeneratorRenderer, render_edited
+from lsap.editing.sefa import is_sefa_state, sefa_from_state
 from lsap.editing.stylespace import STYLESPACE_PRESETS, StyleEdit, apply_style_edits, style_std
+from lsap.errors import BadValueError, MissingInputError
 from lsap.io import ASSETS_DIR, load_weights_file
 
 __all__ = ["DirectionEdit", "Edit", "GANSpaceEdit", "StyleSpaceEdit", "available_directions", "builtin_direction_dirs",
-           "resolve_edit"]
+           "direction_file", "direction_names", "resolve_edit"]
 
 ASSET_DIRECTIONS = ASSETS_DIR / "directions"
 DIRECTION_SUFFIXES = (".pt", ".npy")
@@ -43,7 +48,10 @@ class Edit(Protocol):
         """The edited codes: W+ ``[B, num_ws, w_dim]``, or the full-S styles for StyleSpace edits."""
         ...
 
-    def render(self, generator: nn.Module, edited: Tensor | list[Tensor], noise: Any = None) -> Tensor: ...
+    def render(self, generator: nn.Module, edited: Tensor | list[Tensor], noise: Any = None) -> Tensor:
+        """The edited codes rendered by ``generator`` alone (refined results render through
+        :func:`lsap.editing.refinement.render_edited` instead)."""
+        ...
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -66,7 +74,7 @@ class DirectionEdit:
         return _wplus(generator, self.direction.apply(ws, strength, self.layers))
 
     def render(self, generator: nn.Module, edited: Tensor, noise: Any = None) -> Tensor:
-        return generator.synthesis(edited, noise=noise)
+        return render_edited(GeneratorRenderer(generator, noise), edited)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "direction", "name": self.name, "layers": list(self.layers or self.direction.layers or []) or None,
@@ -90,7 +98,7 @@ class GANSpaceEdit:
         return self.ganspace.apply(_wplus(generator, ws), self.component, self.start, self.end, strength, self.mode)
 
     def render(self, generator: nn.Module, edited: Tensor, noise: Any = None) -> Tensor:
-        return generator.synthesis(edited, noise=noise)
+        return render_edited(GeneratorRenderer(generator, noise), edited)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "ganspace", "name": self.name, "component": self.component, "start": self.start,
@@ -111,7 +119,7 @@ class StyleSpaceEdit:
         return apply_style_edits(generator.styles(ws), [self.edit], self.sigma, strength)
 
     def render(self, generator: nn.Module, edited: list[Tensor], noise: Any = None) -> Tensor:
-        return generator.synthesis_from_styles(edited, noise=noise)
+        return render_edited(GeneratorRenderer(generator, noise), edited)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "stylespace", "name": self.name, "layer": self.edit.layer, "channel": self.edit.channel,
@@ -137,34 +145,66 @@ def available_directions() -> dict[str, Path]:
 
 def direction_file(spec: str) -> Path | None:
     """The file a direction spec names: ``FILE`` or ``FILE#k`` (an existing file), else a
-    built-in name (:func:`available_directions`); ``None`` when it is neither."""
-    path = Path(spec.partition("#")[0]).expanduser()
-    return path if path.is_file() else available_directions().get(spec)
+    built-in name, ``NAME`` or ``NAME#k`` (:func:`available_directions`); ``None`` when it is
+    neither."""
+    file_part = spec.partition("#")[0]
+    path = Path(file_part).expanduser()
+    return path if path.is_file() else available_directions().get(file_part)
 
 
-def _component_file(path: Path, spec: str, generator: nn.Module, mode: GANSpaceMode) -> Any:
+def _is_component_file(path: Path) -> bool:
+    """Whether a direction file holds several components (GANSpace or SeFa), not one direction."""
+    if path.suffix == ".npz":
+        return True
+    if path.suffix != ".pt":
+        return False
+    data = load_weights_file(path, "direction file")
+    return isinstance(data, dict) and "comp" in data
+
+
+def direction_names() -> list[str]:
+    """The built-in names as ``lsap edit --direction`` takes them: ``NAME`` for a direction,
+    ``NAME#k`` for a file of components (the shipped ``ganspace#k``)."""
+    return [f"{name}#k" if _is_component_file(path) else name for name, path in available_directions().items()]
+
+
+def _component_file(path: Path, spec: str, generator: nn.Module, mode: GANSpaceMode, label: str) -> Any:
     """``FILE#k`` or ``FILE#k:start:end`` of a GANSpace or SeFa file."""
     parts = spec.split(":")
-    k = int(parts[0])
-    if path.suffix == ".npz":
-        ganspace = load_ganspace(path)
-    else:
-        data = load_weights_file(path, "direction file")
-        if isinstance(data, dict) and data.get("format") == "lsap.sefa":
-            comp = torch.as_tensor(data["comp"]).float().reshape(len(data["comp"]), -1)
-            direction = Direction(comp[k], layers=data.get("layers"), name=f"{path.stem}_{k}",
-                                  generator_hash=data.get("generator_hash"), meta={"source": str(path)})
-            direction.check_generator(generator)
-            return DirectionEdit(direction)
-        ganspace = load_ganspace(path)
+    try:
+        k = int(parts[0])
+        bounds = [int(p) for p in parts[1:]]
+    except ValueError:
+        raise BadValueError(f"'{label}#{spec}': expected '#k' or '#k:start:end' with whole numbers") from None
+    if len(parts) not in (1, 3):
+        raise BadValueError(f"'{label}#{spec}': expected '#k' or '#k:start:end'")
+    data = None if path.suffix == ".npz" else load_weights_file(path, "direction file")
+    if is_sefa_state(data):
+        sefa = sefa_from_state(data, path)
+        _check_component(k, len(sefa.components), label)
+        if len(parts) == 3:
+            raise BadValueError(f"'{label}#{spec}': '#k:start:end' is for GANSpace files; a SeFa component keeps "
+                                "its own layers (use --layers)")
+        direction = sefa.direction(k)
+        direction.name, direction.meta = f"{label}_{k}", dict(direction.meta, source=str(path))
+        direction.check_generator(generator)
+        return DirectionEdit(direction)
+    ganspace = load_ganspace(path)
     ganspace.check_generator(generator)
+    _check_component(k, ganspace.num_components, label)
     if len(parts) == 3:
-        return GANSpaceEdit(ganspace, k, int(parts[1]), int(parts[2]), mode, name=f"{path.stem}_{spec}")
-    if len(parts) != 1:
-        raise ValueError(f"'{path}#{spec}': expected '#k' or '#k:start:end'")
-    direction = Direction(ganspace.components[k] * ganspace.std[k], name=f"{path.stem}_{k}",
-                          meta={"source": str(path), "unit": "std"})
+        check_layers(range(bounds[0], bounds[1]), int(generator.num_ws), f"{bounds[0]}:{bounds[1]}")
+        if bounds[1] <= bounds[0]:
+            raise BadValueError(f"'{label}#{spec}': start:end must be a non-empty range (end exclusive)")
+        return GANSpaceEdit(ganspace, k, bounds[0], bounds[1], mode, name=f"{label}_{spec}")
+    direction = Direction(ganspace.components[k] * ganspace.std[k], name=f"{label}_{k}",
+                          generator_hash=ganspace.generator_hash, meta={"source": str(path), "unit": "std"})
     return DirectionEdit(direction)
+
+
+def _check_component(k: int, count: int, label: str) -> None:
+    if not 0 <= k < count:
+        raise BadValueError(f"'{label}' has {count} components: k must be 0..{count - 1}, got {k}")
 
 
 def resolve_edit(spec: str, generator: nn.Module, layers: str | Sequence[int] | None = None,
@@ -175,7 +215,7 @@ def resolve_edit(spec: str, generator: nn.Module, layers: str | Sequence[int] | 
     kind, _, rest = spec.partition(":")
     if kind == "ganspace" and rest:
         if ganspace is None:
-            raise ValueError(f"'{spec}' needs a GANSpace file (--ganspace, e.g. e4e's ffhq_pca.pt)")
+            raise BadValueError(f"'{spec}' needs a GANSpace file (--ganspace, e.g. e4e's ffhq_pca.pt)")
         pca = load_ganspace(ganspace)
         pca.check_generator(generator)
         if rest in GANSPACE_PRESETS:
@@ -183,8 +223,8 @@ def resolve_edit(spec: str, generator: nn.Module, layers: str | Sequence[int] | 
             return GANSpaceEdit(pca, p.component, p.start, p.end, ganspace_mode, name=rest)
         parts = rest.split(":")
         if len(parts) != 3:
-            raise ValueError(f"unknown GANSpace edit '{spec}': use one of {sorted(GANSPACE_PRESETS)} or "
-                             "'ganspace:k:start:end'")
+            raise BadValueError(f"unknown GANSpace edit '{spec}': use one of {sorted(GANSPACE_PRESETS)} or "
+                                "'ganspace:k:start:end'")
         return GANSpaceEdit(pca, int(parts[0]), int(parts[1]), int(parts[2]), ganspace_mode)
     if kind == "stylespace" and rest:
         if rest in STYLESPACE_PRESETS:
@@ -192,22 +232,31 @@ def resolve_edit(spec: str, generator: nn.Module, layers: str | Sequence[int] | 
         else:
             parts = rest.split(":")
             if len(parts) != 2:
-                raise ValueError(f"unknown StyleSpace edit '{spec}': use one of {sorted(STYLESPACE_PRESETS)} or "
-                                 "'stylespace:layer:channel'")
+                raise BadValueError(f"unknown StyleSpace edit '{spec}': use one of {sorted(STYLESPACE_PRESETS)} or "
+                                    "'stylespace:layer:channel'")
             edit, name = StyleEdit(int(parts[0]), int(parts[1])), ""
         return StyleSpaceEdit(edit, style_std(generator, style_std_samples, seed), name=name)
     path = direction_file(spec)
     if path is None:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"direction '{spec}' is neither a file nor a known name; named directions: "
-            f"{sorted(available_directions()) or 'none'} "
+            f"{sorted(direction_names()) or 'none'} "
             f"(searched {[str(d) for d in builtin_direction_dirs()]}); presets: "
             f"{['ganspace:' + n for n in GANSPACE_PRESETS] + ['stylespace:' + n for n in STYLESPACE_PRESETS]}")
     file_part, _, component = spec.partition("#")
-    if component:  # only files have components: a name with '#' is never found
-        return _component_file(path, component, generator, ganspace_mode)
     # A built-in direction is called by its name; a file keeps the name stored in it.
     builtin = not Path(file_part).expanduser().is_file()
+    if chosen is not None:
+        check_layers(chosen, int(generator.num_ws), layers)
+    if component:
+        edit = _component_file(path, component, generator, ganspace_mode, file_part if builtin else path.stem)
+        if chosen is not None and isinstance(edit, DirectionEdit):
+            edit.layers = chosen
+        return edit
+    if builtin and _is_component_file(path):
+        raise BadValueError(f"'{spec}' is a file of components (GANSpace / SeFa), not one direction: use "
+                            f"'{spec}#k' for component k")
     direction = load_direction(path, name=spec if builtin else None)
     direction.check_generator(generator)
+    check_layers(direction.layers, int(generator.num_ws), direction.layers)
     return DirectionEdit(direction, layers=chosen)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -18,7 +19,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lsap.editing._shared import atomic_save, check_fingerprint, fingerprint, z_batches
+from lsap.editing.directions import check_finite, check_fingerprint
+from lsap.errors import BadFileError, MissingInputError
+from lsap.io import atomic_write
+from lsap.model.fingerprint import generator_fingerprint
+from lsap.model.sampling import sample_z
 from lsap.editing.directions import Strength, _strength
 from lsap.io import load_weights_file
 
@@ -129,17 +134,21 @@ def save_ganspace(ganspace: GANSpace, path: str | os.PathLike[str]) -> Path:
     }
     if ganspace.var_ratio is not None:
         state["var_ratio"] = ganspace.var_ratio.detach().cpu().float()
-    atomic_save(state, path)
+    atomic_write(path, lambda f: torch.save(state, f))
     return Path(path)
 
 
 def _flat(value: Any, rows: bool, where: str, key: str) -> Tensor:
-    t = torch.as_tensor(np.asarray(value) if not isinstance(value, Tensor) else value).float()
+    try:
+        t = torch.as_tensor(np.asarray(value) if not isinstance(value, Tensor) else value).float()
+    except (TypeError, ValueError) as error:
+        raise BadFileError(f"{where}: '{key}' is not numeric ({error})") from None
+    check_finite(t, f"GANSpace file {where} ('{key}')")
     if rows:  # [K, 1, D] or [K, D]
         if t.ndim == 3 and t.shape[1] == 1:
             t = t[:, 0]
         if t.ndim != 2:
-            raise ValueError(f"{where}: '{key}' must be [K, 1, w_dim] or [K, w_dim], got {tuple(t.shape)}")
+            raise BadFileError(f"{where}: '{key}' must be [K, 1, w_dim] or [K, w_dim], got {tuple(t.shape)}")
         return t
     return t.reshape(-1)
 
@@ -151,11 +160,15 @@ def load_ganspace(path: str | os.PathLike[str]) -> GANSpace:
     where = f"'{file}'"
     if file.suffix == ".npz":
         if not file.is_file():
-            raise FileNotFoundError(f"GANSpace file not found: '{file}'")
-        with np.load(file, allow_pickle=False) as npz:
+            raise MissingInputError(f"GANSpace file not found: '{file}'")
+        try:
+            npz = np.load(file, allow_pickle=False)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+            raise BadFileError(f"GANSpace file {where} is not a readable .npz ({error})") from None
+        with npz:
             missing = {"lat_comp", "lat_mean", "lat_stdev"} - set(npz.files)
             if missing:
-                raise ValueError(f"{where} is not a GANSpace npz: missing {sorted(missing)}")
+                raise BadFileError(f"{where} is not a GANSpace npz: missing {sorted(missing)}")
             return GANSpace(mean=_flat(npz["lat_mean"], False, where, "lat_mean"),
                             components=_flat(npz["lat_comp"], True, where, "lat_comp"),
                             std=_flat(npz["lat_stdev"], False, where, "lat_stdev"),
@@ -163,7 +176,7 @@ def load_ganspace(path: str | os.PathLike[str]) -> GANSpace:
                             if "var_ratio" in npz.files else None, meta={"source": str(file)})
     data = load_weights_file(file, "GANSpace file")
     if not isinstance(data, Mapping) or not {"mean", "comp", "std"} <= set(data):
-        raise ValueError(f"{where} is not a GANSpace file: expected a dict with 'mean', 'comp' and 'std'")
+        raise BadFileError(f"{where} is not a GANSpace file: expected a dict with 'mean', 'comp' and 'std'")
     return GANSpace(mean=_flat(data["mean"], False, where, "mean"), components=_flat(data["comp"], True, where, "comp"),
                     std=_flat(data["std"], False, where, "std"),
                     var_ratio=_flat(data["var_ratio"], False, where, "var_ratio") if "var_ratio" in data else None,
@@ -200,7 +213,7 @@ def compute_ganspace(generator: nn.Module, num_samples: int = 300_000, num_compo
         total = torch.zeros(w_dim, dtype=torch.float64)
         outer = torch.zeros(w_dim, w_dim, dtype=torch.float64)
         stacked = []
-        for z in z_batches(num_samples, int(generator.z_dim), seed, batch_size):
+        for z in sample_z(num_samples, int(generator.z_dim), seed, batch_size):
             w = generator.mapping(z.to(device=ref.device, dtype=ref.dtype)).double().cpu()
             total += w.sum(0)
             outer += w.T @ w
@@ -226,7 +239,7 @@ def compute_ganspace(generator: nn.Module, num_samples: int = 300_000, num_compo
     return GANSpace(
         mean=mean.float(), components=_orient(components).float(), std=values.sqrt().float(),
         var_ratio=(values / total_var).float() if total_var > 0 else None,
-        generator_hash=fingerprint(generator),
+        generator_hash=generator_fingerprint(generator),
         meta={"method": f"ganspace-{method}", "num_samples": num_samples, "seed": seed,
               "total_variance": total_var if math.isfinite(total_var) else None},
     )

@@ -21,7 +21,8 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from lsap.editing._shared import fingerprint, z_batches
+from lsap.model.fingerprint import generator_fingerprint
+from lsap.model.sampling import sample_z
 from lsap.editing.directions import Direction
 
 __all__ = ["Boundary", "fit_boundary", "load_classifier", "project_out", "read_labels", "sample_scored_codes"]
@@ -188,7 +189,7 @@ def sample_scored_codes(generator: nn.Module, classifier: Callable[[Tensor], Ten
     """``(w [N, w_dim], scores [N])``: seeded samples of w and the classifier's scores of their images."""
     ref = next(iter(generator.parameters()))
     codes, scores = [], []
-    for z in z_batches(num_samples, int(generator.z_dim), seed, batch_size):
+    for z in sample_z(num_samples, int(generator.z_dim), seed, batch_size):
         w = generator.mapping(z.to(device=ref.device, dtype=ref.dtype))
         score = torch.as_tensor(classifier(generator.synthesis(w)))
         if score.ndim == 2:
