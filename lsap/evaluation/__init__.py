@@ -5,16 +5,8 @@ Imports are lazy so that ``lsap --help`` does not load torch through this packag
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from lsap._lazy import lazy_exports
 
-_EXPORTS = {"evaluate": "lsap.evaluation.pipeline", "folder_fid": "lsap.evaluation.fid",
-            "compare_table": "lsap.evaluation.report"}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'lsap.evaluation' has no attribute {name!r}")
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    ".pipeline": ("evaluate",), ".fid": ("folder_fid",), ".report": ("compare_table",),
+})
