@@ -6,7 +6,6 @@ import json
 import sys
 from typing import Any
 
-from lsap.argv import fold_positionals
 from lsap.evaluation.options import EvaluationOptions, fold_bare_flags, options_command
 
 
@@ -67,6 +66,3 @@ def compare_command(runs: list[str]) -> None:
     from lsap.evaluation.report import compare_table
 
     print(compare_table(runs))
-
-
-compare_command.prepare_argv = fold_positionals  # type: ignore[attr-defined]

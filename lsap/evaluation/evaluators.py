@@ -411,13 +411,17 @@ class ReinversionLECEvaluator(Evaluator):
 
 
 # ----- class edits ---------------------------------------------------------------------------
-def renderer(generator: Any, delta_path: Path | None) -> Callable[[Tensor], Tensor]:
-    """W+ codes -> images in [-1, 1] (constant noise) through the weights that made a result:
-    the generator, or for a PTI result the generator with its own delta applied."""
-    from lsap.model.delta import apply_delta
+def edit_renderer(run: EvaluationRun, item: Any, generator: Any) -> Callable[[Tensor], Tensor]:
+    """W+ codes -> images in [-1, 1] through the state that made a result, as ``lsap edit``
+    renders it (:func:`lsap.editing.refinement.refinement_renderer`: the generator, or for a
+    PTI result its own tuned weights, with the result's own noise maps when it stored any)."""
+    from lsap.editing.refinement import refinement_renderer
 
-    g = apply_delta(generator, delta_path) if delta_path is not None else generator
-    return lambda codes: g.synthesis(codes, noise_mode="const").clamp(-1, 1)
+    if item.record is None:
+        return lambda codes: generator.synthesis(codes, noise_mode="const").clamp(-1, 1)
+    code = {"ws": run.codes[item.name], "noise": run.noise.get(item.name)}
+    renderer = refinement_renderer(generator, item.record, code)
+    return lambda codes: renderer.render(codes).clamp(-1, 1)
 
 
 def class_edit_success(run: EvaluationRun, generator: Any, classifier: nn.Module, direction: Any, strength: float,
@@ -431,7 +435,8 @@ def class_edit_success(run: EvaluationRun, generator: Any, classifier: nn.Module
     (target column ``target_class``: the share whose target score rose, the mean target change
     and the mean absolute change of the other classes' probabilities) and, per chosen image,
     1.0 when the classifier reads the edited image as ``target_class`` else 0.0. Images are
-    rendered one by one, so a result never depends on its batch-mates.
+    rendered one by one (through :func:`edit_renderer`), so a result never depends on its
+    batch-mates.
     """
     from lsap.metrics.edit_success import EditSuccess, edit_score_changes
 
@@ -449,7 +454,7 @@ def class_edit_success(run: EvaluationRun, generator: Any, classifier: nn.Module
             if label != source_class:
                 continue
         ws = run.codes[item.name].float()[None].to(device)
-        decode = renderer(generator, item.delta_path)
+        decode = edit_renderer(run, item, generator)
 
         def edit(codes: Tensor) -> Tensor:
             return direction.apply(codes, strength)

@@ -16,18 +16,19 @@ from lsap.data.images import load_rgb, scan_image_files
 from lsap.errors import BadValueError
 from lsap.evaluation.options import RealFit
 from lsap.images import from_uint8
-from lsap.results import IMAGES_DIR, load_results
+from lsap.results import IMAGES_DIR, InversionRecord, load_results
 
 
 @dataclass(frozen=True)
 class Reconstruction:
     """One reconstruction: its name (input path relative to the input folder, no extension),
-    its image file and, when the folder came from lsap, its code file (and PTI delta file)."""
+    its image file and, when the folder came from lsap, its code file and results record
+    (which names the refinement that made it, see :mod:`lsap.editing.refinement`)."""
 
     name: str
     image_path: Path
     code_path: Path | None = None
-    delta_path: Path | None = None
+    record: InversionRecord | None = None
 
 
 @dataclass
@@ -49,7 +50,7 @@ def read_reconstructions(results_dir: str | Path) -> list[Reconstruction]:
         raise FileNotFoundError(f"results folder not found: '{root}'")
     records = load_results(root)
     if records:
-        return [Reconstruction(r.name, r.image_path, r.code_path, r.delta_path) for r in records
+        return [Reconstruction(r.name, r.image_path, r.code_path, r) for r in records
                 if r.image_path is not None]
     folder = root / IMAGES_DIR if (root / IMAGES_DIR).is_dir() else root
     return [Reconstruction(_relative_name(p, folder), Path(p)) for p in scan_image_files(folder)]

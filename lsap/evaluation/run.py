@@ -65,9 +65,11 @@ class EvaluationRun:
         pairs: the readable ``(reconstruction, input path)`` pairs, sorted by name.
         images: uint8 images by path: reconstructions and every readable input.
         codes: W+ codes ``[num_ws, w_dim]`` by name (lsap folders only).
+        noise: the code files' optimised noise maps by name (None where a file has none).
         unmatched_results, unmatched_real: names without a partner.
         unreadable: files skipped because they could not be decoded.
         real_fit: how inputs are brought to the reconstructions' size.
+        real_files: the readable input files (FID uses them all).
     """
 
     results_dir: Path
@@ -81,6 +83,7 @@ class EvaluationRun:
     unreadable: UnreadableImages
     real_fit: RealFit = "resize"
     real_files: list[str] = field(default_factory=list)
+    noise: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, results_dir: str | Path, real_dir: str | Path, real_fit: RealFit = "resize") -> "EvaluationRun":
@@ -97,16 +100,18 @@ class EvaluationRun:
         pairs = [(item, path) for item, path in pairing.pairs
                  if str(item.image_path) in images and str(path) in images]
         codes: dict[str, Tensor] = {}
+        noise: dict[str, Any] = {}
         for item, _ in pairs:
             if item.code_path is not None:
-                codes[item.name] = load_code(item.code_path)["ws"]
+                code = load_code(item.code_path)
+                codes[item.name], noise[item.name] = code["ws"], code.get("noise")
         shapes = {tuple(c.shape) for c in codes.values()}
         if len(shapes) > 1:
             raise BadFileError(f"the codes of '{results_dir}' have different shapes {sorted(shapes)}: "
                                "they do not come from one inversion run")
         return cls(results_dir, real_dir, reconstructions, pairs, images, codes, pairing.unmatched_results,
                    pairing.unmatched_real, unreadable, real_fit,
-                   [f for f in real_files if f in images])
+                   [f for f in real_files if f in images], noise)
 
     @property
     def names(self) -> list[str]:
