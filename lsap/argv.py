@@ -8,13 +8,16 @@ second form into the first before parsing.
 from __future__ import annotations
 
 import json
+from typing import Any
+
+from lsap.errors import BadValueError
 
 __all__ = ["fold_list_options", "fold_positionals", "underscore_options"]
 
 
 def fold_list_options(argv: list[str], options: dict[str, type]) -> list[str]:
     """Fold the space-separated values after each ``--name`` in ``options`` into one JSON list,
-    converting each value with the option's type."""
+    converting each value with the option's type (a value that does not convert is a BadValueError)."""
     out: list[str] = []
     i = 0
     while i < len(argv):
@@ -22,13 +25,20 @@ def fold_list_options(argv: list[str], options: dict[str, type]) -> list[str]:
         if name in options:
             values = []
             while i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-                values.append(options[name](argv[i + 1]))
+                values.append(_convert(name, argv[i + 1], options[name]))
                 i += 1
             out.append(f"--{name}={json.dumps(values)}" if values else argv[i])
         else:
             out.append(argv[i])
         i += 1
     return out
+
+
+def _convert(name: str, value: str, kind: type) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        raise BadValueError(f"--{name}: '{value}' is not a {kind.__name__}") from None
 
 
 def fold_positionals(argv: list[str]) -> list[str]:

@@ -1,13 +1,15 @@
-"""The ``lsap`` command.
+"""The ``lsap`` command: dispatches to the commands of :mod:`lsap.commands`.
 
 ``lsap fit|validate|test|predict --config CONFIG`` is a LightningCLI: the model and the
 data are chosen in the config by ``class_path`` / ``init_args`` and their typed
-``__init__`` signatures are the whole configuration schema. The other subcommands are
-plain functions whose signatures jsonargparse turns into their options.
+``__init__`` signatures are the whole configuration schema. The other commands are plain
+functions whose signatures jsonargparse turns into their options.
 
-Bad input (a missing or damaged file, a refused pickle, a bad folder) ends the command with
-one line, ``lsap: error: <cause>``, and exit status 2; ``--debug`` (anywhere on the command
-line) or ``LSAP_DEBUG=1`` shows the full traceback instead.
+Bad input ends the command with one line, ``lsap: error: <cause>``, and exit status 2: an
+:class:`lsap.errors.InputError` (raised where lsap reads the input), a missing or unreadable
+file, a refused pickle, or an option the parser refuses. Anything else is a bug and keeps its
+traceback. ``--debug`` (anywhere on the command line) or ``LSAP_DEBUG=1`` shows the full
+traceback of input errors too.
 """
 
 from __future__ import annotations
@@ -15,83 +17,80 @@ from __future__ import annotations
 import os
 import pickle
 import sys
-from typing import Callable, NoReturn
+from typing import Any, NoReturn
 
 from lsap.argv import underscore_options
-from lsap.editing.cli import DIRECTIONS_COMMANDS, edit
-from lsap.evaluation import cli as evaluation_cli
+from lsap.commands import COMMANDS, Command, find_command, load_target
+from lsap.errors import InputError
 
-LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+__all__ = ["main"]
+
 DEBUG_FLAG = "--debug"
+HELP_FLAGS = ("-h", "--help")
 
-# What bad input looks like: files missing or unreadable, damaged or refused content, bad values.
-_INPUT_ERRORS = (OSError, ValueError, pickle.UnpicklingError)
-# Inside Lightning runs only these count as input errors (anything else is a bug and keeps its traceback).
-_FILE_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, pickle.UnpicklingError)
-
-
-def _align(input_dir: str, output_dir: str, output_size: int = 1024, min_face_size: int = 40,
-           select: str = "largest", device: str = "cpu") -> int:
-    """Detect faces (MTCNN) and align each to the FFHQ crop.
-
-    Args:
-        input_dir: folder of in-the-wild images (searched recursively).
-        output_dir: where aligned PNGs and align_report.json go.
-        output_size: side of the aligned square images.
-        min_face_size: faces smaller than this many pixels are skipped and reported.
-        select: which face of an image with several: "largest" or "most_confident".
-        device: device for the detector, e.g. "cpu" or "cuda".
-    """
-    from lsap.align import main_align
-
-    return main_align(input_dir, output_dir, output_size=output_size, min_face_size=min_face_size, select=select,
-                      device=device)
+# The built-in errors that mean bad input wherever they come from: a path that is missing or
+# cannot be opened, and a pickle refused by the safe loader. Everything else lsap detects is an InputError.
+USER_INPUT_ERRORS = (InputError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
+                     pickle.UnpicklingError)
 
 
-def _convert(source: str, destination: str) -> None:
-    """Convert a generator checkpoint (rosinality .pt, NVlabs .pkl, e4e/pSp/LSAP decoder, the G_ema of a
-    `lsap fit` StyleGAN2 checkpoint, lsap file)
-    to lsap's own format (.safetensors or weights-only .pt), including w_avg.
-
-    Args:
-        source: checkpoint to read; nothing in it is executed.
-        destination: .safetensors or .pt path to write.
-    """
-    from lsap.convert import convert
-
-    convert(source, destination)
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
-def _anchors(generator: str, output: str | None = None, num_samples: int = 100_000, seed: int = 0,
-             device: str = "cpu") -> None:
-    """Compute (and cache) the S^N anchors of a generator: the per-layer mean of unit-normalised
-    style vectors of synthetic samples.
-
-    Args:
-        generator: generator checkpoint (any supported format).
-        output: optional .pt file to also write the anchors to.
-        num_samples: synthetic samples M (official: 100000).
-        seed: seed of the z draws.
-        device: device to compute on, e.g. "cpu" or "cuda".
-    """
-    from lsap.metrics import compute_anchors
-    from lsap.model import load_generator
-
-    g = load_generator(generator, device=device)
-    anchors = compute_anchors(g, num_samples=num_samples, seed=seed)
-    if output:
-        anchors.save(output)
-    norms = ", ".join(f"{a.norm():.3f}" for a in anchors.lsap)
-    print(f"anchors of {generator}: {len(anchors.lsap)} LSAP layers, |mu_l| = [{norms}]")
+def _fail(message: str) -> NoReturn:
+    print(f"lsap: error: {_one_line(message)}", file=sys.stderr)
+    raise SystemExit(2)
 
 
-EXTRA_COMMANDS: dict[str, Callable | dict[str, Callable]] = {
-    "align": _align, "convert": _convert, "anchors": _anchors, "edit": edit, "directions": DIRECTIONS_COMMANDS,
-    "evaluate": evaluation_cli.evaluate_command, "fid": evaluation_cli.fid_command,
-    "compare": evaluation_cli.compare_command}
+def input_error_in_chain(error: BaseException) -> BaseException | None:
+    """The user-input error that ``error`` is or was raised from (jsonargparse and Lightning wrap
+    what a class's ``__init__`` or a hook raised), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, USER_INPUT_ERRORS):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
 
 
-def _lightning_cli(args: list[str] | None) -> None:
+def overview() -> str:
+    """The text of ``lsap --help``: every command with its one-line help."""
+    width = max(len(c.name) for c in COMMANDS)
+    lines = ["usage: lsap COMMAND [OPTIONS]   (lsap COMMAND --help shows a command's options)", "",
+             "lsap: LSAP GAN inversion for StyleGAN2 (encoder and optimisation inversion, PTI, editing, evaluation).",
+             "", "commands:"]
+    for command in COMMANDS:
+        lines.append(f"  {command.name.ljust(width)}  {command.help}")
+        for sub in command.subcommands:
+            lines.append(f"  {' ' * width}    {sub.name}: {sub.help}")
+    lines += ["", "Bad input ends with one line, 'lsap: error: <cause>', and exit status 2; --debug shows the traceback."]
+    return "\n".join(lines)
+
+
+def _run_plain(command: Command, args: list[str]) -> Any:
+    from jsonargparse import CLI
+
+    from lsap.cli_errors import ParserError, plain_parse_error
+
+    prog = f"lsap {command.name}"
+    if command.subcommands:
+        sub = find_command(args[0], command.subcommands) if args else None
+        if sub is not None:
+            args = args[:1] + sub.prepare_argv(args[1:])
+        components: Any = {s.name: load_target(s.target) for s in command.subcommands}
+    else:
+        args = command.prepare_argv(args)
+        components = load_target(command.target)
+    try:
+        return CLI(components, args=args, as_positional=True, prog=prog, exit_on_error=False)
+    except ParserError as error:
+        _fail(plain_parse_error(error, components, args, prog))
+
+
+def _run_lightning(argv: list[str] | None) -> None:
     from lightning.pytorch import LightningDataModule, LightningModule
     from lightning.pytorch.cli import LightningCLI
 
@@ -100,32 +99,10 @@ def _lightning_cli(args: list[str] | None) -> None:
         LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
-        args=args,
+        args=argv,
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={"description": "lsap: LSAP GAN inversion. Other commands: " + ", ".join(
-            f"lsap {name}" for name in EXTRA_COMMANDS)},
+        parser_kwargs={"exit_on_error": False, "description": overview()},
     )
-
-
-def _file_error_in_chain(error: BaseException) -> BaseException | None:
-    """The file error an exception was raised from (jsonargparse wraps what a class's
-    ``__init__`` raised), if any."""
-    from lsap.io import CheckpointError
-
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, (*_FILE_ERRORS, CheckpointError)):
-            return current
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def _fail(cause: BaseException) -> NoReturn:
-    message = " ".join(str(cause).split()) or type(cause).__name__
-    print(f"lsap: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -136,30 +113,33 @@ def main(argv: list[str] | None = None) -> None:
         argv = [a for a in argv if a != DEBUG_FLAG]
         if from_command_line:
             sys.argv = [sys.argv[0], *argv]
-    if argv and argv[0] in EXTRA_COMMANDS:
-        from jsonargparse import CLI
-
-        command, args = EXTRA_COMMANDS[argv[0]], underscore_options(argv[1:])
-        if isinstance(command, dict) and args and args[0] in command:  # subcommands own their argv too
-            args = args[:1] + getattr(command[args[0]], "prepare_argv", list)(args[1:])
-        args = getattr(command, "prepare_argv", list)(args)  # commands may fold space-separated lists
-        try:
-            result = CLI(command, args=args, as_positional=True, prog=f"lsap {argv[0]}")
-        except _INPUT_ERRORS as error:
-            if debug:
-                raise
-            _fail(error)
-        if isinstance(result, int) and result:
-            raise SystemExit(result)
+    if not argv or argv[0] in HELP_FLAGS:
+        print(overview())
         return
+    command = find_command(argv[0])
+    if command is None:
+        from difflib import get_close_matches
+
+        close = get_close_matches(argv[0], [c.name for c in COMMANDS], n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        _fail(f"unknown command '{argv[0]}'{hint} (lsap --help lists them)")
     try:
-        # LightningCLI reads sys.argv itself; passing it too would only earn a warning.
-        _lightning_cli(None if from_command_line else argv)
+        if command.lightning:
+            # LightningCLI reads sys.argv itself; passing it too would only earn a warning.
+            _run_lightning(None if from_command_line else argv)
+            return
+        result = _run_plain(command, underscore_options(argv[1:]))
     except Exception as error:
-        cause = None if debug else _file_error_in_chain(error)
-        if cause is None:
+        from lsap.cli_errors import ParserError, lightning_parse_error
+
+        if isinstance(error, ParserError) and command.lightning:
+            _fail(lightning_parse_error(error, command.name))
+        cause = input_error_in_chain(error)
+        if cause is None or debug:
             raise
-        _fail(cause)
+        _fail(str(cause) or type(cause).__name__)
+    if isinstance(result, int) and result:
+        raise SystemExit(result)
 
 
 if __name__ == "__main__":

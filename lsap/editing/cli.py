@@ -1,19 +1,17 @@
-"""The ``lsap edit`` and ``lsap directions`` commands (registered in ``lsap.cli.EXTRA_COMMANDS``)."""
+"""The ``lsap edit`` and ``lsap directions`` commands (registered in ``lsap.commands``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Optional
+from typing import Any, Literal, Optional
 
-from lsap.argv import fold_list_options
-
-if TYPE_CHECKING:  # the commands import torch and lsap lazily so that `lsap --help` stays fast
-    import torch
+# The commands import torch and lsap inside, and nothing heavy sits under TYPE_CHECKING either
+# (jsonargparse runs those imports to read signatures), so that `lsap edit --help` stays fast.
 
 __all__ = ["directions_interfacegan", "directions_ganspace", "directions_sefa", "edit"]
 
 
-def _generator(spec: str | None, results_dir: str | None = None) -> torch.nn.Module:
+def _generator(spec: str | None, results_dir: str | None = None) -> Any:  # a torch.nn.Module
     from lsap.model.source import generator_from_spec
 
     return generator_from_spec(spec, results_dir)
@@ -175,11 +173,6 @@ def directions_interfacegan(generator: str, output: str, labels: Optional[str] =
     print(f"wrote {output}: held-out accuracy {boundary.accuracy} on {boundary.num_test} codes "
           f"(train {boundary.train_accuracy:.3f} on {boundary.num_train})")
 
-
-edit.prepare_argv = lambda argv: fold_list_options(  # type: ignore[attr-defined]
-    argv, {"direction": str, "strengths": float})
-directions_interfacegan.prepare_argv = lambda argv: fold_list_options(  # type: ignore[attr-defined]
-    argv, {"condition": str})
 
 DIRECTIONS_COMMANDS = {"ganspace": directions_ganspace, "sefa": directions_sefa,
                        "interfacegan": directions_interfacegan}
