@@ -237,30 +237,38 @@ class HFGIRefiner(nn.Module):
         input_size: side at which distortions are computed (256 in the release; the
             generator's resolution for small generators). Divisible by 8.
         aligner_widths / consultation_widths: the two networks' widths (the release's by default).
+        zero_init: start the last conv of both condition heads at zero, so that an untrained
+            refiner renders the pivot exactly (scale = shift = 0) and short trainings start
+            from it; the release initialises them randomly (its weights replace either).
     """
 
     def __init__(self, fusion_channels: int = 512, fusion_resolution: int = 64, input_size: int = 256,
                  aligner_widths: Sequence[int] = (16, 32, 48, 64),
-                 consultation_widths: Sequence[int] = (32, 48, 64)) -> None:
+                 consultation_widths: Sequence[int] = (32, 48, 64), zero_init: bool = True) -> None:
         super().__init__()
         if input_size % 8:
             raise ValueError(f"input_size must be divisible by 8 (ADA halves it three times), got {input_size}")
         self.config = {"fusion_channels": int(fusion_channels), "fusion_resolution": int(fusion_resolution),
                        "input_size": int(input_size), "aligner_widths": [int(w) for w in aligner_widths],
-                       "consultation_widths": [int(w) for w in consultation_widths]}
+                       "consultation_widths": [int(w) for w in consultation_widths], "zero_init": bool(zero_init)}
         self.fusion_resolution, self.input_size = int(fusion_resolution), int(input_size)
         self.grid_align = DistortionAligner(aligner_widths)
         self.residue = ConsultationEncoder(fusion_channels, fusion_resolution, consultation_widths)
+        if zero_init:
+            with torch.no_grad():
+                for head in (self.residue.condition_scale3, self.residue.condition_shift3):
+                    head[2].weight.zero_()
+                    head[2].bias.zero_()
 
     @classmethod
     def for_generator(cls, generator: Generator, fusion_resolution: int | None = None, input_size: int | None = None,
                       aligner_widths: Sequence[int] = (16, 32, 48, 64),
-                      consultation_widths: Sequence[int] = (32, 48, 64)) -> "HFGIRefiner":
+                      consultation_widths: Sequence[int] = (32, 48, 64), zero_init: bool = True) -> "HFGIRefiner":
         """A refiner whose conditions fit ``generator`` (fusion at the default rule unless given;
         distortions at ``min(256, resolution)`` unless given)."""
         resolution = fusion_resolution or default_fusion_resolution(generator.resolution)
         return cls(fusion_channels(generator, resolution), resolution, input_size or min(256, generator.resolution),
-                   aligner_widths, consultation_widths)
+                   aligner_widths, consultation_widths, zero_init)
 
     # ----- the three stages ----------------------------------------------------------------
     def to_input_size(self, images: Tensor) -> Tensor:
