@@ -14,21 +14,26 @@ from lsap.encoders.checkpoints import (
 )
 from lsap.encoders.e4e import (
     Encoder4Editing,
+    IRPyramidEncoder,
     ProgressiveStyleEncoder,
     PyramidStyleEncoder,
     ResNetEncoder4Editing,
+    ResNetPyramidEncoder,
 )
-from lsap.encoders.psp import GradualStyleEncoder, ResNetGradualStyleEncoder
+from lsap.encoders.psp import AllEntriesStyleEncoder, GradualStyleEncoder, ResNetGradualStyleEncoder
 
 __all__ = [
     "ENCODER_TYPE_NAMES",
+    "AllEntriesStyleEncoder",
     "Encoder4Editing",
     "GradualStyleEncoder",
+    "IRPyramidEncoder",
     "LoadedEncoder",
     "ProgressiveStyleEncoder",
     "PyramidStyleEncoder",
     "ResNetEncoder4Editing",
     "ResNetGradualStyleEncoder",
+    "ResNetPyramidEncoder",
     "build_encoder_from_state_dict",
     "infer_encoder_config",
     "load_encoder_checkpoint",

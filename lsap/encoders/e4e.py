@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -50,9 +51,11 @@ __all__ = [
     "EqualLinear",
     "Encoder4Editing",
     "GradualStyleBlock",
+    "IRPyramidEncoder",
     "ProgressiveStyleEncoder",
     "PyramidStyleEncoder",
     "ResNetEncoder4Editing",
+    "ResNetPyramidEncoder",
     "upsample_add",
 ]
 
@@ -103,8 +106,10 @@ class GradualStyleBlock(nn.Module):
 class PyramidStyleEncoder(nn.Module):
     """Common base of the e4e and pSp encoders (backbone + FPN + per-entry style heads).
 
-    Subclasses call ``_attach_ir_backbone`` or ``_attach_resnet_backbone`` and then
-    ``_build_heads`` in their ``__init__`` and implement ``forward``.
+    A named encoder is one backbone class (:class:`IRPyramidEncoder`,
+    :class:`ResNetPyramidEncoder`: their ``__init__`` attaches the backbone and builds the
+    heads) and one prediction class (:class:`ProgressiveStyleEncoder` for e4e, pSp's
+    ``AllEntriesStyleEncoder``: ``forward``).
     """
 
     num_ws: int
@@ -259,6 +264,73 @@ class PyramidStyleEncoder(nn.Module):
         )
 
 
+class IRPyramidEncoder(PyramidStyleEncoder):
+    """The pyramid encoder on an IR / IR-SE backbone; a prediction class (e4e's
+    :class:`ProgressiveStyleEncoder`, pSp's ``AllEntriesStyleEncoder``) adds ``forward``.
+
+    Args:
+        num_ws: W+ entries of the generator (18 at 1024, 16 at 512, 14 at 256, ...).
+        w_dim: size of one W code.
+        input_size: side of the square input images (256 in the official setup).
+        input_channels: channels of the input images.
+        num_layers: standard backbone depth 50 / 100 / 152.
+        use_se: IR-SE units (True, official) or plain IR units.
+        blocks_per_stage: custom units per stage (e.g. ``[1, 1, 1, 1]`` for a CPU demo);
+            overrides ``num_layers``.
+        stage_channels: custom stage widths (default 64, 128, 256, 512).
+        stem_channels: width of the input layer (default: first stage width).
+        coarse_end: entries ``[0, coarse_end)`` read the coarsest features.
+        middle_end: entries ``[coarse_end, middle_end)`` read the middle features.
+        backbone_weights: optional ``model_ir_se50.pth`` to initialise the backbone.
+    """
+
+    def __init__(
+        self,
+        num_ws: int = 18,
+        w_dim: int = 512,
+        input_size: int = 256,
+        input_channels: int = 3,
+        num_layers: int = 50,
+        use_se: bool = True,
+        blocks_per_stage: Sequence[int] | None = None,
+        stage_channels: Sequence[int] | None = None,
+        stem_channels: int | None = None,
+        coarse_end: int = 3,
+        middle_end: int = 7,
+        backbone_weights: str | None = None,
+    ) -> None:
+        super().__init__()
+        channels, strides = self._attach_ir_backbone(
+            input_channels, num_layers, use_se, blocks_per_stage, stage_channels, stem_channels
+        )
+        self._build_heads(num_ws, w_dim, input_size, input_channels, channels, strides, coarse_end, middle_end)
+        if backbone_weights is not None:
+            self.load_backbone_weights(backbone_weights)
+
+
+class ResNetPyramidEncoder(PyramidStyleEncoder):
+    """The pyramid encoder on a torchvision ResNet backbone (cars, churches, other non-face
+    data): taps ``layer1``/``layer2``/``layer3`` (strides 4 / 8 / 16); ``layer4`` is not
+    built. ``backbone_weights`` is an optional torchvision-format (or MoCo) ResNet state
+    dict. Other arguments as in :class:`IRPyramidEncoder`.
+    """
+
+    def __init__(
+        self,
+        num_ws: int = 18,
+        w_dim: int = 512,
+        input_size: int = 256,
+        input_channels: int = 3,
+        resnet_depth: int = 34,
+        coarse_end: int = 3,
+        middle_end: int = 7,
+        backbone_weights: str | None = None,
+    ) -> None:
+        super().__init__()
+        channels, strides = self._attach_resnet_backbone(input_channels, resnet_depth, backbone_weights)
+        self._build_heads(num_ws, w_dim, input_size, input_channels, channels, strides, coarse_end, middle_end)
+
+
 class ProgressiveStyleEncoder(PyramidStyleEncoder):
     """e4e prediction: one base code w0 for every entry plus per-entry deltas.
 
@@ -266,7 +338,9 @@ class ProgressiveStyleEncoder(PyramidStyleEncoder):
     regulariser is ``||w_i - w_0||`` on the output entries ``1..progressive_stage``.
     """
 
-    def _init_progressive(self, progressive_stage: int | None) -> None:
+    def __init__(self, *args: Any, progressive_stage: int | None = None, **kwargs: Any) -> None:
+        # The backbone class after this one in the MRO takes every other argument.
+        super().__init__(*args, **kwargs)
         self.progressive_stage = self.num_ws - 1 if progressive_stage is None else progressive_stage
 
     @property
@@ -300,73 +374,14 @@ class ProgressiveStyleEncoder(PyramidStyleEncoder):
         return torch.stack(entries, dim=1)
 
 
-class Encoder4Editing(ProgressiveStyleEncoder):
-    """e4e encoder on an IR / IR-SE backbone (the official LSAP_E encoder).
-
-    Args:
-        num_ws: W+ entries of the generator (18 at 1024, 16 at 512, 14 at 256, ...).
-        w_dim: size of one W code.
-        input_size: side of the square input images (256 in the official setup).
-        input_channels: channels of the input images.
-        num_layers: standard backbone depth 50 / 100 / 152.
-        use_se: IR-SE units (True, official) or plain IR units.
-        blocks_per_stage: custom units per stage (e.g. ``[1, 1, 1, 1]`` for a CPU demo);
-            overrides ``num_layers``.
-        stage_channels: custom stage widths (default 64, 128, 256, 512).
-        stem_channels: width of the input layer (default: first stage width).
-        coarse_end: entries ``[0, coarse_end)`` read the coarsest features.
-        middle_end: entries ``[coarse_end, middle_end)`` read the middle features.
-        backbone_weights: optional ``model_ir_se50.pth`` to initialise the backbone.
-        progressive_stage: number of delta entries enabled (None: all).
-    """
-
-    def __init__(
-        self,
-        num_ws: int = 18,
-        w_dim: int = 512,
-        input_size: int = 256,
-        input_channels: int = 3,
-        num_layers: int = 50,
-        use_se: bool = True,
-        blocks_per_stage: Sequence[int] | None = None,
-        stage_channels: Sequence[int] | None = None,
-        stem_channels: int | None = None,
-        coarse_end: int = 3,
-        middle_end: int = 7,
-        backbone_weights: str | None = None,
-        progressive_stage: int | None = None,
-    ) -> None:
-        super().__init__()
-        channels, strides = self._attach_ir_backbone(
-            input_channels, num_layers, use_se, blocks_per_stage, stage_channels, stem_channels
-        )
-        self._build_heads(num_ws, w_dim, input_size, input_channels, channels, strides, coarse_end, middle_end)
-        self._init_progressive(progressive_stage)
-        if backbone_weights is not None:
-            self.load_backbone_weights(backbone_weights)
+# The backbone x prediction grid: each named encoder is one backbone class and one
+# prediction class; the backbone class's __init__ is the schema (configs name these classes).
+class Encoder4Editing(ProgressiveStyleEncoder, IRPyramidEncoder):
+    """e4e encoder on an IR / IR-SE backbone (the official LSAP_E encoder). Arguments as in
+    :class:`IRPyramidEncoder`, plus ``progressive_stage``: number of delta entries enabled
+    (None: all)."""
 
 
-class ResNetEncoder4Editing(ProgressiveStyleEncoder):
-    """e4e encoder on a torchvision ResNet backbone (cars, churches, other non-face data).
-
-    Taps ``layer1``/``layer2``/``layer3`` (strides 4 / 8 / 16); ``layer4`` is not built.
-    ``backbone_weights`` is an optional torchvision-format (or MoCo) ResNet state dict.
-    Other arguments as in :class:`Encoder4Editing`.
-    """
-
-    def __init__(
-        self,
-        num_ws: int = 18,
-        w_dim: int = 512,
-        input_size: int = 256,
-        input_channels: int = 3,
-        resnet_depth: int = 34,
-        coarse_end: int = 3,
-        middle_end: int = 7,
-        backbone_weights: str | None = None,
-        progressive_stage: int | None = None,
-    ) -> None:
-        super().__init__()
-        channels, strides = self._attach_resnet_backbone(input_channels, resnet_depth, backbone_weights)
-        self._build_heads(num_ws, w_dim, input_size, input_channels, channels, strides, coarse_end, middle_end)
-        self._init_progressive(progressive_stage)
+class ResNetEncoder4Editing(ProgressiveStyleEncoder, ResNetPyramidEncoder):
+    """e4e encoder on a torchvision ResNet backbone. Arguments as in
+    :class:`ResNetPyramidEncoder`, plus ``progressive_stage``."""
