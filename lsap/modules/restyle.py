@@ -76,10 +76,11 @@ class ReStyle(LSAP_E):
         self.train_max_steps = train_max_steps or num_steps
         self.seed = seed
 
-    def training_step_count(self) -> int:
-        """Steps of the current training batch: uniform in ``1..train_max_steps``, a function
-        of ``seed`` and the global step."""
-        draw = torch.Generator().manual_seed(self.seed * 1_000_003 + int(self.global_step))
+    def training_step_count(self, step: int | None = None) -> int:
+        """Steps of the training batch at global step ``step`` (default: the current one):
+        uniform in ``1..train_max_steps``, a function of ``seed`` and the step alone."""
+        step = int(self.global_step) if step is None else step
+        draw = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
         return int(torch.randint(1, self.train_max_steps + 1, (1,), generator=draw))
 
     def invert(self, images: Tensor, num_steps: int, grad_steps: int | None = None) -> tuple[Tensor, Tensor]:
