@@ -34,9 +34,10 @@ def evaluate_argv(argv: list[str]) -> list[str]:
 
 
 def fid_command(real_dir: str, fake_dir: str, inception: str | None = None, device: str = "cpu",
-                batch_size: int = 32, real_stats: str | None = None) -> None:
-    """FID between two image folders; the last line printed is JSON {"fid", "num_real", "num_fake",
-    "num_unreadable", "unreadable"} (unreadable files are skipped, counted and named).
+                batch_size: int = 32, real_stats: str | None = None, classifier: str | None = None) -> None:
+    """FID between two image folders; the last line printed is JSON {"fid", "num_real", "num_fake", ...}.
+
+    Unreadable files are skipped, counted and named ("num_unreadable", "unreadable").
 
     Args:
         real_dir: folder of real images (searched recursively).
@@ -46,11 +47,20 @@ def fid_command(real_dir: str, fake_dir: str, inception: str | None = None, devi
         device: e.g. "cpu" or "cuda".
         batch_size: images per batch (images of a batch must share a size).
         real_stats: file of real-feature statistics: read if it exists, else written.
+        classifier: FID in this classifier's penultimate features instead of Inception's: "fashion32"
+            (the shipped Fashion-MNIST classifier) or its weights file.
     """
     from lsap.evaluation.fid import folder_fid
 
+    extractor = None
+    if classifier:
+        from lsap.evaluation.evaluators import load_classifier_spec
+        from lsap.metrics.fid import ClassifierFeatures
+        from lsap.nets.fashion_classifier import FEATURE_DIM
+
+        extractor = ClassifierFeatures(load_classifier_spec(classifier, device), FEATURE_DIM)
     result = folder_fid(real_dir, fake_dir, inception=inception, device=device, batch_size=batch_size,
-                        real_stats=real_stats)
+                        real_stats=real_stats, extractor=extractor)
     for path, reason in result["unreadable"].items():
         print(f"skipped unreadable image '{path}' ({reason})", file=sys.stderr)
     print(json.dumps({"fid": result["fid"], "num_real": result["num_real"], "num_fake": result["num_fake"],

@@ -284,6 +284,11 @@ def test_fid_skips_unreadable_images_and_says_not_found(world, tmp_path, capsys)
     assert result["num_real"] == 3 and result["num_unreadable"] == 3 and len(result["unreadable"]) == 3
     with pytest.raises(MissingInputError, match="not found"):
         folder_fid(tmp_path / "no_such_folder", world["plain"] / "images", extractor=features)
+    main(["fid", str(real), str(world["plain"] / "images"), "--classifier", "fashion32"])
+    captured = capsys.readouterr()
+    line = json.loads(captured.out.strip().splitlines()[-1])
+    assert line["fid"] == pytest.approx(result["fid"], rel=1e-9) and line["num_unreadable"] == 3
+    assert captured.err.count("skipped unreadable image") == 3
     with pytest.raises(SystemExit) as exit_status:
         main(["fid", str(tmp_path / "no_such_folder"), str(world["plain"] / "images"), "--inception",
               str(tmp_path / "x.pt")])
