@@ -125,6 +125,8 @@ def main() -> None:
     parser.add_argument("--anchor-samples", type=int, default=20_000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--pivots", nargs="+", default=["lsap_o", "lsap_o_lambda0", "e4e", "lsap_e"])
+    parser.add_argument("--pivots-only", action="store_true",
+                        help="only make the pivot runs (a later run skips their finished images)")
     parser.add_argument("--invertibility", default="fashion32", help="invertibility net (file or built-in name)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
@@ -159,13 +161,21 @@ def main() -> None:
                             lpips=None, identity=None, moco=None, **common).eval()
             gradients = False
         pivot_seconds = predict(module, InversionWriter(str(pivot_dir)), data(args.batch_size), gradients)
+        timing = pivot_dir / "seconds.json"  # the first (real) run's time survives a resumed run
+        if timing.is_file():
+            pivot_seconds = json.loads(timing.read_text())["seconds_per_image"] * args.num_images
+        else:
+            timing.write_text(json.dumps({"seconds_per_image": pivot_seconds / args.num_images}))
+        if args.pivots_only:
+            print(f"pivots {label}: {pivot_seconds:.1f} s", flush=True)
+            continue
         sam = SAM(source, pivots_dir=str(pivot_dir), lpips=FeatureDistance("fashion_classifier"),
                   segmenter=SuperpixelSegmenter(num_segments=16), num_steps=args.sam_steps, seed=args.seed,
                   progress=False, **SAM_SETTINGS, **common)
         sam_dir = runs / f"sam_{label}"
         sam_seconds = predict(sam, SAMWriter(str(sam_dir)), data(args.batch_size), True)
         for kind, run_dir, seconds in (("pivot", pivot_dir, pivot_seconds), ("sam", sam_dir, sam_seconds)):
-            count = len(InversionResults(run_dir))
+            count = min(len(InversionResults(run_dir)), args.num_images)
             row = {"run": f"{kind}_{label}", "pivot": label, "kind": kind, "images": count,
                    "seconds_per_image": seconds / max(count, 1)}
             row.update(metrics_of(run_dir, args.anchor_samples, args.batch_size))

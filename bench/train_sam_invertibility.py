@@ -30,11 +30,13 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--targets-file", default=None, help="keep / reuse the targets here")
     args = parser.parse_args()
     train_invertibility_command(args.generator, args.output, args.blocks,
                                 None if args.distance == "pixel" else args.distance, args.optimize_distance,
                                 args.num_images, args.target_steps, target_batch=args.target_batch,
-                                width=args.width, epochs=args.epochs, seed=args.seed, threads=args.threads)
+                                width=args.width, epochs=args.epochs, seed=args.seed, threads=args.threads,
+                                targets_file=args.targets_file)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import torch
 from lightning.pytorch import LightningModule, Trainer
 
 from lsap.callbacks.prediction_writer import InversionWriter
@@ -51,6 +52,13 @@ class SAMWriter(InversionWriter):
             raise TypeError("SAMWriter expects predict_step to return 'sam_state' (lsap.modules.SAM)")
         save_state(states[i], self.state_path(self.name_of(key)))
         super().write_one(prediction, i, key)  # the record goes last
+
+    def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[Any] = [None] * trainer.world_size
+            torch.distributed.all_gather_object(gathered, list(getattr(self, "_failed", [])))
+            self._failed = [tuple(entry) for rank in gathered for entry in rank]
+        super().on_predict_end(trainer, pl_module)
 
     def merge(self, written_this_run: int | None = None, skipped_this_run: int | None = None,
               unreadable: Sequence[tuple[str, str]] | None = None) -> dict[str, Any]:

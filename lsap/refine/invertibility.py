@@ -215,28 +215,49 @@ def train_invertibility(
     batch_size: int = 64,
     learning_rate: float = 2e-3,
     seed: int = 0,
+    targets_file: str | None = None,
     log: bool = True,
 ) -> dict[str, Any]:
     """Train an invertibility net for ``generator`` on ``num_images`` synthetic images and
     write it to ``output``. Returns the training facts (also stored in the file's meta):
-    target statistics per layer, final MSE and seconds spent."""
+    target statistics per layer, final MSE and seconds spent. ``targets_file`` keeps the
+    images and target maps (made once, read back by a later run with the same settings)."""
     G = generator if isinstance(generator, Generator) else GeneratorSource.coerce(generator).build()
     G = G.eval().requires_grad_(False)
     chosen = check_blocks(G, blocks)
-    started = time.perf_counter()
-    images, targets = [], []
-    for i, z in enumerate(z_blocks(num_images, G.z_dim, seed, block_size=target_batch)):
-        with torch.no_grad():
-            image = G(z.to(G.w_avg.device), truncation_psi=truncation_psi).clamp(-1, 1)
-        targets.append(single_layer_targets(G, image, chosen, target_steps, target_lr, distance,
-                                            optimize_distance).cpu())
-        images.append(image.cpu())
-        if log:
-            print(f"targets {min((i + 1) * target_batch, num_images)}/{num_images} "
-                  f"({time.perf_counter() - started:.0f} s)", flush=True)
-    images_t, targets_t = torch.cat(images), torch.cat(targets)
-    target_seconds = time.perf_counter() - started
+    started, cpu_started = time.perf_counter(), time.process_time()
+    recipe = {"blocks": chosen, "num_images": num_images, "target_steps": target_steps, "target_lr": target_lr,
+              "truncation_psi": truncation_psi, "seed": seed, "optimize_distance": optimize_distance,
+              "distance": f"{type(distance).__name__}({distance.extra_repr()})" if distance is not None else None}
+    cached = None
+    if targets_file is not None and Path(targets_file).is_file():
+        from lsap.io import load_weights_file
 
+        cached = load_weights_file(targets_file, "invertibility targets file")
+        if not isinstance(cached, dict) or cached.get("recipe") != json.dumps(recipe, sort_keys=True):
+            cached = None  # made with other settings: make them again
+    if cached is not None:
+        images_t, targets_t, target_seconds = cached["images"], cached["targets"], float(cached["seconds"])
+        target_cpu = float(cached["cpu_seconds"])
+    else:
+        images, targets = [], []
+        for i, z in enumerate(z_blocks(num_images, G.z_dim, seed, block_size=target_batch)):
+            with torch.no_grad():
+                image = G(z.to(G.w_avg.device), truncation_psi=truncation_psi).clamp(-1, 1)
+            targets.append(single_layer_targets(G, image, chosen, target_steps, target_lr, distance,
+                                                optimize_distance).cpu())
+            images.append(image.cpu())
+            if log:
+                print(f"targets {min((i + 1) * target_batch, num_images)}/{num_images} "
+                      f"({time.perf_counter() - started:.0f} s)", flush=True)
+        images_t, targets_t = torch.cat(images), torch.cat(targets)
+        target_seconds, target_cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        if targets_file is not None:
+            Path(targets_file).parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"recipe": json.dumps(recipe, sort_keys=True), "images": images_t, "targets": targets_t,
+                        "seconds": target_seconds, "cpu_seconds": target_cpu}, targets_file)
+
+    training_cpu_started = time.process_time()
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     net = InvertibilityNet(len(chosen) + 1, width, G.resolution, chosen)
@@ -267,7 +288,8 @@ def train_invertibility(
         "target_loss": "mse + distance" if optimize_distance and distance is not None else "mse",
         "epochs": epochs, "seed": seed, "held_out_mse": val_mse, "held_out_mse_constant_baseline": baseline,
         "target_mean_per_layer": [float(v) for v in targets_t.mean(dim=(0, 2, 3))],
-        "target_seconds": round(target_seconds, 1), "total_seconds": round(time.perf_counter() - started, 1),
+        "target_seconds": round(target_seconds, 1), "target_cpu_seconds": round(target_cpu, 1),
+        "training_cpu_seconds": round(time.process_time() - training_cpu_started, 1),
     }
     save_invertibility_net(net.eval(), output, **facts)
     return facts
@@ -278,7 +300,8 @@ def train_invertibility_command(generator: str, output: str, blocks: Sequence[in
                                 num_images: int = 512, target_steps: int = 100, target_lr: float = 0.05,
                                 target_batch: int = 64, truncation_psi: float = 1.0, width: int = 32,
                                 epochs: int = 200, batch_size: int = 64, learning_rate: float = 2e-3,
-                                seed: int = 0, threads: int | None = None) -> dict[str, Any]:
+                                seed: int = 0, threads: int | None = None,
+                                targets_file: str | None = None) -> dict[str, Any]:
     """Command-line entry: train SAM's invertibility net for a generator of your own.
 
     Args:
@@ -291,6 +314,7 @@ def train_invertibility_command(generator: str, output: str, blocks: Sequence[in
         optimize_distance: optimise the single-layer inversions on MSE + distance (default:
             MSE alone, cheaper; the maps measure ``distance`` either way).
         threads: torch CPU threads (default: torch's).
+        targets_file: keep the targets here and reuse them (see :func:`train_invertibility`).
         Others: see :func:`train_invertibility`.
     """
     if threads is not None:
@@ -302,6 +326,6 @@ def train_invertibility_command(generator: str, output: str, blocks: Sequence[in
         metric = FeatureDistance(distance)
     facts = train_invertibility(GeneratorSource(checkpoint=generator), output, blocks, num_images, target_steps,
                                 target_lr, target_batch, truncation_psi, metric, optimize_distance, width, epochs,
-                                batch_size, learning_rate, seed)
+                                batch_size, learning_rate, seed, targets_file)
     print(json.dumps(facts, indent=2))
     return facts

@@ -172,10 +172,16 @@ def test_single_layer_targets_and_net_round_trip(tmp_path, G):
         load_invertibility_net(tmp_path / "missing.safetensors")
 
 
-def test_training_lowers_the_error_below_a_constant(tmp_path, G):
-    facts = train_invertibility(G, str(tmp_path / "inv.safetensors"), blocks=[4, 8], num_images=16, target_steps=2,
-                                target_batch=16, width=4, epochs=3, batch_size=8, log=False)
+def test_training_writes_a_loadable_net_and_reuses_kept_targets(tmp_path, G):
+    settings = dict(blocks=[4, 8], num_images=16, target_steps=2, target_batch=16, width=4, batch_size=8,
+                    targets_file=str(tmp_path / "targets.pt"), log=False)
+    facts = train_invertibility(G, str(tmp_path / "inv.safetensors"), epochs=3, **settings)
     assert (tmp_path / "inv.safetensors").is_file()
     assert facts["blocks"] == [4, 8] and len(facts["target_mean_per_layer"]) == 3
     net, meta = load_invertibility_net(tmp_path / "inv.safetensors")
     assert meta["num_images"] == 16 and net.num_layers == 3
+    # the kept targets are reused by a run with the same recipe, and more epochs fit them better
+    again = train_invertibility(G, str(tmp_path / "inv2.safetensors"), epochs=40, **settings)
+    assert again["target_seconds"] == facts["target_seconds"]
+    assert again["target_mean_per_layer"] == facts["target_mean_per_layer"]
+    assert again["held_out_mse"] < again["held_out_mse_constant_baseline"] * 1.5
