@@ -22,6 +22,7 @@ _REFUSED_KEY = re.compile(r"""Option '([^']+)' is not accepted|No action for key
 _UNRECOGNIZED = re.compile(r"unrecognized arguments:\s*(.*)", re.IGNORECASE)
 _CLASS_PATH = re.compile(r"class_path '([\w.]+)'")
 _PARSER_KEY = re.compile(r'Parser key "([^"]+)"')
+_MISSING_FILE = re.compile(r'Parser key "([^"]+)":\s*File does not exist: (.*)')
 # Lines of jsonargparse's nested messages that only restate types or dump the given value.
 _NOISE = re.compile(r"^\s*(-\s*)?(Given value|Subtypes:|Errors:|Does not validate against|Expected a <class 'NoneType'>"
                     r"|tip:)")
@@ -50,6 +51,9 @@ def _parameters(function: Callable[..., Any]) -> list[str]:
 
 
 def _summary(message: str) -> str:
+    missing = _MISSING_FILE.search(message)
+    if missing:
+        return f"--{missing.group(1)}: file {missing.group(2).strip()} does not exist"
     kept = [line.strip() for line in message.splitlines() if line.strip() and not _NOISE.match(line)]
     return " ".join(kept)
 

@@ -16,6 +16,7 @@ from lightning.pytorch import LightningDataModule
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from lsap.errors import BadValueError
 from lsap.data.images import ContentBox, DomainPreset, ImageFolderDataset, PresetName, VerifyMode
 from lsap.model import GeneratorSource
 from lsap.model.generator import NoiseMode
@@ -110,11 +111,11 @@ class ImageDataModule(LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         if batch_size < 1 or (val_batch_size is not None and val_batch_size < 1):
-            raise ValueError(f"batch sizes must be >= 1, got batch_size={batch_size}, val_batch_size={val_batch_size}")
+            raise BadValueError(f"batch sizes must be >= 1, got batch_size={batch_size}, val_batch_size={val_batch_size}")
         if num_workers is None:
             num_workers = default_num_workers()
         if num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+            raise BadValueError(f"num_workers must be >= 0, got {num_workers}")
         self.folders: dict[str, str | None] = {
             "train_dir": train_dir, "val_dir": val_dir, "test_dir": test_dir, "predict_dir": predict_dir,
         }
@@ -146,7 +147,7 @@ class ImageDataModule(LightningDataModule):
         if stage in (None, "predict"):
             self._ensure("predict_dir", stage or "predict", required=stage == "predict")
         if stage not in (None, "fit", "validate", "test", "predict"):
-            raise ValueError(f"unknown stage {stage!r}")
+            raise BadValueError(f"unknown stage {stage!r}")
 
     def _ensure(self, key: str, stage: str, required: bool) -> None:
         if key in self.datasets:
@@ -154,7 +155,7 @@ class ImageDataModule(LightningDataModule):
         folder = self.folders[key]
         if folder is None:
             if required:
-                raise ValueError(
+                raise BadValueError(
                     f"stage '{stage}' needs images, but {CONFIG_KEY_PREFIX}{key} is not set "
                     f"(ImageDataModule({key}=...))"
                 )
@@ -230,14 +231,14 @@ class SyntheticDataset(Dataset):
         batch_size: int = 16,
     ):
         if num_samples < 0:
-            raise ValueError(f"num_samples must be >= 0, got {num_samples}")
+            raise BadValueError(f"num_samples must be >= 0, got {num_samples}")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise BadValueError(f"batch_size must be >= 1, got {batch_size}")
         self.seed = seed
         self.num_ws, self.w_dim = int(generator.num_ws), int(generator.w_dim)
         self.resolution = int(image_resolution) if image_resolution is not None else int(generator.resolution)
         if self.resolution > generator.resolution:
-            raise ValueError(
+            raise BadValueError(
                 f"image_resolution {self.resolution} is larger than the generator's {generator.resolution}"
             )
         self.z = torch.stack([self.latent_z(generator.z_dim, seed, i) for i in range(num_samples)]) if num_samples \
@@ -319,7 +320,7 @@ class SyntheticDataModule(LightningDataModule):
         self.generator_source = generator
         self.sizes: dict[str, int] = {"train": num_train, "val": num_val, "test": num_test, "predict": num_predict}
         if any(n < 0 for n in self.sizes.values()):
-            raise ValueError(f"split sizes must be >= 0, got {self.sizes}")
+            raise BadValueError(f"split sizes must be >= 0, got {self.sizes}")
         self.batch_size = batch_size
         self.val_batch_size = val_batch_size if val_batch_size is not None else batch_size
         self.seed = seed
@@ -342,13 +343,13 @@ class SyntheticDataModule(LightningDataModule):
             "test": ["test"], "predict": ["predict"],
         }
         if stage not in wanted:
-            raise ValueError(f"unknown stage {stage!r}")
+            raise BadValueError(f"unknown stage {stage!r}")
         if stage is not None and stage != "fit":
             split = wanted[stage][0]
             if self.sizes[split] == 0:
-                raise ValueError(f"stage '{stage}' needs samples, but {CONFIG_KEY_PREFIX}num_{split} is 0")
+                raise BadValueError(f"stage '{stage}' needs samples, but {CONFIG_KEY_PREFIX}num_{split} is 0")
         if stage == "fit" and self.sizes["train"] == 0:
-            raise ValueError(f"stage 'fit' needs samples, but {CONFIG_KEY_PREFIX}num_train is 0")
+            raise BadValueError(f"stage 'fit' needs samples, but {CONFIG_KEY_PREFIX}num_train is 0")
         todo = [s for s in wanted[stage] if s not in self.datasets and self.sizes[s] > 0]
         if not todo:
             return

@@ -18,6 +18,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
+from lsap.errors import BadValueError, MissingInputError
 from lsap.images import from_uint8
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
@@ -37,19 +38,19 @@ def read_idx(path: str | Path) -> np.ndarray:
         with opener(path, "rb") as f:
             data = f.read()
     except (OSError, EOFError) as error:
-        raise ValueError(f"cannot read idx file '{path}': {error}") from None
+        raise BadValueError(f"cannot read idx file '{path}': {error}") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise ValueError(f"'{path}' is not an idx file (bad magic number)")
+        raise BadValueError(f"'{path}' is not an idx file (bad magic number)")
     if data[2] != 0x08:
-        raise ValueError(f"'{path}' holds type 0x{data[2]:02x}; only unsigned bytes (0x08) are supported")
+        raise BadValueError(f"'{path}' holds type 0x{data[2]:02x}; only unsigned bytes (0x08) are supported")
     ndim = data[3]
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise ValueError(f"'{path}' is truncated (header)")
+        raise BadValueError(f"'{path}' is truncated (header)")
     shape = struct.unpack(f">{ndim}I", data[4:header])
     count = int(np.prod(shape)) if shape else 1
     if len(data) - header != count:
-        raise ValueError(f"'{path}' holds {len(data) - header} bytes of data, its header announces {count} "
+        raise BadValueError(f"'{path}' holds {len(data) - header} bytes of data, its header announces {count} "
                          f"(shape {shape}): the file is truncated or damaged")
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
@@ -61,7 +62,7 @@ def check_root(root: str | Path) -> Path:
     missing = [name for name in needed if not (root / name).is_file()]
     if missing:
         where = "folder does not exist" if not root.is_dir() else f"missing {', '.join(missing)}"
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"Fashion-MNIST not found in '{root}' ({where}). Install it with "
             f"`apt-get install dataset-fashion-mnist` (as root; files go to {DEFAULT_ROOT}) or point "
             "root at a folder holding the four idx-ubyte .gz files."
@@ -72,9 +73,9 @@ def check_root(root: str | Path) -> Path:
 def pad_to_canvas(images: np.ndarray, resolution: int = 32) -> torch.Tensor:
     """uint8 ``[..., 28, 28]`` -> uint8 ``[..., R, R]``, centred on the background value 0."""
     if resolution < 28:
-        raise ValueError(f"resolution must be >= 28 (images are 28 px), got {resolution}")
+        raise BadValueError(f"resolution must be >= 28 (images are 28 px), got {resolution}")
     if images.shape[-2:] != (28, 28):
-        raise ValueError(f"expected 28x28 Fashion-MNIST images, got {tuple(images.shape[-2:])}")
+        raise BadValueError(f"expected 28x28 Fashion-MNIST images, got {tuple(images.shape[-2:])}")
     before = (resolution - 28) // 2
     canvas = np.zeros((*images.shape[:-2], resolution, resolution), dtype=np.uint8)
     canvas[..., before:before + 28, before:before + 28] = images
@@ -103,20 +104,20 @@ class FashionMNISTDataset(Dataset):
     def __init__(self, root: str | Path = DEFAULT_ROOT, split: Split = "train", resolution: int = 32,
                  channels: int = 3):
         if split not in FILES:
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+            raise BadValueError(f"split must be 'train' or 'test', got {split!r}")
         if resolution < 28:
-            raise ValueError(f"resolution must be >= 28 (images are 28 px), got {resolution}")
+            raise BadValueError(f"resolution must be >= 28 (images are 28 px), got {resolution}")
         if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {channels}")
+            raise BadValueError(f"channels must be 1 or 3, got {channels}")
         root = check_root(root)
         images = read_idx(root / FILES[split][0])
         labels = read_idx(root / FILES[split][1])
         if images.ndim != 3 or images.shape[1:] != (28, 28):
-            raise ValueError(f"{root / FILES[split][0]} holds images of shape {images.shape[1:]}, expected 28x28")
+            raise BadValueError(f"{root / FILES[split][0]} holds images of shape {images.shape[1:]}, expected 28x28")
         if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
-            raise ValueError(f"{split} split has {images.shape[0]} images but {labels.shape[0]} labels")
+            raise BadValueError(f"{split} split has {images.shape[0]} images but {labels.shape[0]} labels")
         if labels.size and labels.max() >= len(CLASS_NAMES):
-            raise ValueError(f"{split} labels go up to {labels.max()}, Fashion-MNIST has {len(CLASS_NAMES)} classes")
+            raise BadValueError(f"{split} labels go up to {labels.max()}, Fashion-MNIST has {len(CLASS_NAMES)} classes")
         self.images = pad_to_canvas(images, resolution)
         self.labels = torch.from_numpy(labels.astype(np.int64))
         self.split, self.resolution, self.channels = split, resolution, channels
@@ -151,7 +152,7 @@ class FashionMNISTDataModule(LightningDataModule):
                  num_workers: int = 0, drop_last: bool = True, validate_on_test: bool = False):
         super().__init__()
         if batch_size < 1 or num_workers < 0:
-            raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
+            raise BadValueError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
         self.root, self.resolution, self.channels = root, resolution, channels
         self.batch_size, self.num_workers, self.drop_last = batch_size, num_workers, drop_last
         self.validate_on_test = validate_on_test

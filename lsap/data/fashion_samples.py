@@ -20,6 +20,7 @@ from lightning.pytorch import LightningDataModule
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from lsap.errors import BadFileError, BadValueError, MissingInputError
 from lsap.data.datamodule import SyntheticDataset, _make_loader
 from lsap.data.fashion_mnist import CLASS_NAMES, pad_to_canvas, to_model_range
 from lsap.io import ASSETS_DIR
@@ -37,10 +38,10 @@ def parse_sample_name(name: str) -> tuple[int, int]:
     """``"0042_7.png"`` -> ``(42, 7)``: the index in the t10k split and the class index."""
     match = FILE_NAME.match(name)
     if match is None:
-        raise ValueError(f"'{name}' is not named NNNN_<class index>.png")
+        raise BadValueError(f"'{name}' is not named NNNN_<class index>.png")
     index, label = int(match.group(1)), int(match.group(2))
     if label >= len(CLASS_NAMES):
-        raise ValueError(f"'{name}': class index {label} is not a Fashion-MNIST class (0-{len(CLASS_NAMES) - 1})")
+        raise BadValueError(f"'{name}': class index {label} is not a Fashion-MNIST class (0-{len(CLASS_NAMES) - 1})")
     return index, label
 
 
@@ -63,27 +64,31 @@ class FashionSamplesDataset(Dataset):
                  limit: Optional[int] = None):
         self.root = os.fspath(root if root is not None else SHIPPED_SAMPLES_DIR)
         if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {channels}")
+            raise BadValueError(f"channels must be 1 or 3, got {channels}")
         if not os.path.isdir(self.root):
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"Fashion-MNIST sample folder '{self.root}' does not exist (the package ships it in "
                 f"lsap/assets/fashion_mnist_test; bench/make_fashion_samples.py writes it)"
             )
         names = sorted(n for n in os.listdir(self.root) if n.lower().endswith(".png") and not n.startswith("."))
         if limit is not None:
             if limit < 1:
-                raise ValueError(f"limit must be >= 1, got {limit}")
+                raise BadValueError(f"limit must be >= 1, got {limit}")
             names = names[:limit]
         if not names:
-            raise ValueError(f"no PNG images in '{self.root}'")
+            raise MissingInputError(f"no PNG images in '{self.root}' (expected NNNN_<class index>.png files)")
         parsed = [parse_sample_name(n) for n in names]
         pixels = []
         for name in names:
-            with Image.open(os.path.join(self.root, name)) as picture:
-                if picture.mode != "L" or picture.size != (28, 28):
-                    raise ValueError(f"'{os.path.join(self.root, name)}' is {picture.mode} {picture.size}; "
-                                     "expected a 28 x 28 grey (L) Fashion-MNIST image")
-                pixels.append(np.asarray(picture, dtype=np.uint8))
+            path = os.path.join(self.root, name)
+            try:
+                with Image.open(path) as picture:
+                    if picture.mode != "L" or picture.size != (28, 28):
+                        raise BadFileError(f"'{path}' is {picture.mode} {picture.size}; "
+                                           "expected a 28 x 28 grey (L) Fashion-MNIST image")
+                    pixels.append(np.asarray(picture, dtype=np.uint8))
+            except (OSError, SyntaxError) as error:  # PIL: empty, truncated or not an image
+                raise BadFileError(f"cannot read Fashion-MNIST sample '{path}': {error}") from None
         self.images = pad_to_canvas(np.stack(pixels), resolution)
         self.labels = torch.tensor([label for _, label in parsed], dtype=torch.int64)
         self.split_indices = [index for index, _ in parsed]
@@ -126,10 +131,10 @@ class FashionSamplesDataModule(LightningDataModule):
                  pin_memory: Optional[bool] = None, drop_last: bool = True):
         super().__init__()
         if batch_size < 1 or (val_batch_size is not None and val_batch_size < 1) or num_workers < 0:
-            raise ValueError(f"batch sizes must be >= 1 and num_workers >= 0, got {batch_size}, "
+            raise BadValueError(f"batch sizes must be >= 1 and num_workers >= 0, got {batch_size}, "
                              f"{val_batch_size}, {num_workers}")
         if train_generator is not None and num_train < 1:
-            raise ValueError(f"num_train must be >= 1 with a train_generator, got {num_train}")
+            raise BadValueError(f"num_train must be >= 1 with a train_generator, got {num_train}")
         self.root, self.resolution, self.channels, self.limit = root, resolution, channels, limit
         self.train_generator = GeneratorSource.coerce(train_generator) if train_generator is not None else None
         self.num_train, self.seed = num_train, seed
@@ -146,7 +151,7 @@ class FashionSamplesDataModule(LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if stage not in (None, "fit", "validate", "test", "predict"):
-            raise ValueError(f"unknown stage {stage!r}")
+            raise BadValueError(f"unknown stage {stage!r}")
         if self.samples is None:
             self.samples = FashionSamplesDataset(self.root, self.resolution, self.channels, self.limit)
         if stage in (None, "fit") and self.train_set is None:
@@ -155,7 +160,7 @@ class FashionSamplesDataModule(LightningDataModule):
             else:
                 generator = self.train_generator.build()
                 if generator.resolution != self.resolution:
-                    raise ValueError(f"train_generator makes {generator.resolution} px images but the shipped "
+                    raise BadValueError(f"train_generator makes {generator.resolution} px images but the shipped "
                                      f"images are served at {self.resolution} px")
                 strategy = getattr(self.trainer, "strategy", None) if self.trainer is not None else None
                 if strategy is not None:

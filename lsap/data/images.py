@@ -39,6 +39,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_warn
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset, get_worker_info
 
+from lsap.errors import BadValueError, MissingInputError
 from lsap.images import from_uint8
 from lsap.model.sampling import derive_seed
 from lsap.results import output_name
@@ -313,23 +314,23 @@ class ImageFolderDataset(Dataset):
         self.preset = DomainPreset(preset)
         self.resolution = int(resolution) if resolution is not None else self.preset.default_resolution
         if self.resolution < 1:
-            raise ValueError(f"resolution must be positive, got {self.resolution}")
+            raise BadValueError(f"resolution must be positive, got {self.resolution}")
         if not 0.0 <= hflip_probability <= 1.0:
-            raise ValueError(f"hflip_probability must be in [0, 1], got {hflip_probability}")
+            raise BadValueError(f"hflip_probability must be in [0, 1], got {hflip_probability}")
         if verify not in ("none", "quick", "full"):
-            raise ValueError(f"verify must be 'none', 'quick' or 'full', got {verify!r}")
+            raise BadValueError(f"verify must be 'none', 'quick' or 'full', got {verify!r}")
         self.hflip_probability = float(hflip_probability)
         self.seed = int(seed)
         self.content_box = self.preset.content_box(self.resolution)
         self._mask = self.content_box.mask(self.resolution) if self.content_box is not None else None
 
         if not os.path.exists(self.root):
-            raise FileNotFoundError(f"image folder '{self.root}' does not exist")
+            raise MissingInputError(f"image folder '{self.root}' does not exist")
         if not os.path.isdir(self.root):
             raise NotADirectoryError(f"'{self.root}' is not a folder (expected a folder of images)")
         candidates = scan_image_files(self.root)
         if not candidates:
-            raise ValueError(
+            raise BadValueError(
                 f"no images found in '{self.root}' (searched recursively for {', '.join(IMAGE_EXTENSIONS)})"
             )
         with ThreadPoolExecutor(max_workers=max(1, scan_workers)) as pool:
@@ -337,7 +338,7 @@ class ImageFolderDataset(Dataset):
         self.paths: list[str] = [p for p, r in zip(candidates, reasons) if r is None]
         self.skipped: list[tuple[str, str]] = [(p, r) for p, r in zip(candidates, reasons) if r is not None]
         if not self.paths:
-            raise ValueError(
+            raise BadValueError(
                 f"none of the {len(candidates)} image files in '{self.root}' could be read; "
                 + _summarise(self.skipped, max_listed_skips)
             )
