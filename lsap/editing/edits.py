@@ -78,7 +78,7 @@ class DirectionEdit:
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "direction", "name": self.name, "layers": list(self.layers or self.direction.layers or []) or None,
-                "source": self.direction.meta.get("source")}
+                "source": self.direction.meta.get("source"), "unit": self.direction.meta.get("unit", "vector")}
 
 
 @dataclass
