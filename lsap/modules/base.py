@@ -124,10 +124,26 @@ class FrozenGeneratorModule(LightningModule):
 
     # ----- what decides a result -----------------------------------------------------------
     def frozen_prefixes(self) -> tuple[str, ...]:
-        """State-dict prefixes of the frozen submodules (parameters, none trainable): they are
-        rebuilt from their config sources, so checkpoints and fingerprints leave them out."""
+        """State-dict prefixes of the frozen submodules (state in the state dict, no trainable
+        parameter: the generator, perceptual and identity networks, anchors): they are rebuilt
+        from their config sources, so checkpoints and fingerprints leave them out."""
         return tuple(f"{name}." for name, child in self.named_children()
-                     if any(True for _ in child.parameters()) and not any(p.requires_grad for p in child.parameters()))
+                     if any(True for _ in child.state_dict()) and not any(p.requires_grad for p in child.parameters()))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Checkpoints hold what training changes (and what the configuration cannot rebuild),
+        never the frozen parts."""
+        frozen = self.frozen_prefixes()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(frozen)}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Frozen parts are absent on purpose (older checkpoints may hold them: the configured
+        # module's own are used either way), so strict loading still catches anything else.
+        frozen = self.frozen_prefixes()
+        state = checkpoint["state_dict"]
+        for key, value in self.state_dict().items():
+            if key.startswith(frozen):
+                state[key] = value
 
     def result_settings(self) -> dict[str, Any]:
         """Plain data that decides this module's results (see

@@ -249,24 +249,12 @@ class LSAP_E(FrozenGeneratorModule):  # noqa: N801 - the method's name in the pa
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return Ranger(self.encoder.parameters(), lr=self.hparams.lr, betas=tuple(self.hparams.betas))
 
-    def frozen_prefixes(self) -> tuple[str, ...]:
-        """State-dict prefixes of the frozen submodules (parameters, none trainable), which
-        are rebuilt from their config sources and left out of checkpoints."""
-        return tuple(f"{name}." for name, child in self.named_children()
-                     if any(True for _ in child.parameters()) and not any(p.requires_grad for p in child.parameters()))
-
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        frozen = self.frozen_prefixes()
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(frozen)}
+        super().on_save_checkpoint(checkpoint)
         checkpoint["lsap_progressive_stage"] = self.stage
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Frozen parts are absent on purpose: take them from the configured module, so that
-        # strict loading still catches anything else that is missing.
-        frozen = self.frozen_prefixes()
-        for key, value in self.state_dict().items():
-            if key.startswith(frozen):
-                checkpoint["state_dict"].setdefault(key, value)
+        super().on_load_checkpoint(checkpoint)
         stage = checkpoint.get("lsap_progressive_stage")
         if stage is not None and hasattr(self.encoder, "progressive_stage"):
             self.encoder.progressive_stage = int(stage)
