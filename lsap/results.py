@@ -242,6 +242,9 @@ class _PerImageFolder:
     def record_path(self, name: str) -> Path:
         return self.root / RECORDS_DIR / f"{name}.json"
 
+    def code_path(self, name: str) -> Path:
+        return self.root / CODES_DIR / f"{name}.pt"
+
     def _record_names(self) -> list[str]:
         folder = self.root / RECORDS_DIR
         if not folder.is_dir():
@@ -298,9 +301,6 @@ class InversionResults(_PerImageFolder):
         return self
 
     # ----- paths ---------------------------------------------------------------------------
-    def code_path(self, name: str) -> Path:
-        return self.root / CODES_DIR / f"{name}.pt"
-
     def image_path(self, name: str) -> Path:
         return self.root / IMAGES_DIR / f"{name}.png"
 
@@ -384,9 +384,6 @@ class EditResults(_PerImageFolder):
     """An ``lsap edit`` output folder (layout in the module documentation)."""
 
     kind = "edit folder"
-
-    def code_path(self, name: str) -> Path:
-        return self.root / CODES_DIR / f"{name}.pt"
 
     def grid_path(self, name: str) -> Path:
         return self.root / GRIDS_DIR / f"{name}.png"
