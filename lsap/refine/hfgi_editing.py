@@ -45,8 +45,9 @@ def write_input(path: Path, image: Tensor) -> None:
     atomic_write(path, lambda f: picture.save(f, format="PNG"))
 
 
-def read_input(path: Path, resolution: int) -> Tensor:
-    """The stored input ``[1, C, R, R]`` in [-1, 1] (C = 3, or 1 for grey files)."""
+def read_input(path: Path) -> Tensor:
+    """The stored input ``[1, C, H, W]`` in [-1, 1] (C = 3, or 1 for grey files), at the size
+    the module refined it (e.g. 256 px faces under a 1024 px generator)."""
     if not path.is_file():
         raise MissingInputError(f"HFGI input '{path}' not found: HFGI results are edited from the input they refined, "
                                 "which lsap.callbacks.hfgi_writer.HFGIWriter writes (re-run the refinement with it)")
@@ -57,8 +58,6 @@ def read_input(path: Path, resolution: int) -> Tensor:
         raise BadFileError(f"cannot read HFGI input '{path}': {error}") from None
     tensor = torch.from_numpy(array.copy())
     tensor = tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1)
-    if tuple(tensor.shape[-2:]) != (resolution, resolution):
-        raise BadFileError(f"HFGI input '{path}' is {tuple(tensor.shape[-2:])}, the generator makes {resolution} px")
     return from_uint8(tensor)[None]
 
 
@@ -95,5 +94,5 @@ def load_edit_renderer(generator: Generator, record: Any, code: Mapping[str, Any
     made_for = refiner_meta.get("generator_hash")
     if made_for is not None and made_for != generator_fingerprint(generator):
         raise BadFileError(f"HFGI refiner '{spec}' was trained for another generator than the one being edited")
-    image = read_input(input_file_of(record), generator.resolution)
+    image = read_input(input_file_of(record))
     return HFGIEditRenderer(generator, refiner, image, code["ws"][None].float())
