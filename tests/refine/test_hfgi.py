@@ -92,10 +92,19 @@ def _setup():
     torch.manual_seed(0)
     generator = small_source().build()
     refiner = HFGIRefiner.for_generator(generator, fusion_resolution=16, aligner_widths=(4, 8, 8, 8),
-                                        consultation_widths=(4, 8, 8)).eval()
+                                        consultation_widths=(4, 8, 8), zero_init=False).eval()
     ws = generator.mapping(torch.randn(2, generator.z_dim))[:, None].expand(-1, generator.num_ws, -1).clone()
     images = (generator.synthesis(ws) + 0.3 * torch.randn(2, 3, 32, 32)).clamp(-1, 1).detach()
     return generator, refiner, ws.detach(), images
+
+
+def test_zero_init_refiner_renders_the_pivot():
+    generator, _, ws, images = _setup()
+    refiner = HFGIRefiner.for_generator(generator, fusion_resolution=16, aligner_widths=(4, 8, 8, 8),
+                                        consultation_widths=(4, 8, 8)).eval()
+    with torch.no_grad():
+        result = refiner.refine(generator, ws, images)
+    assert torch.equal(result["image"], result["reconstruction"])
 
 
 def test_edit_at_strength_zero_is_the_refined_reconstruction():
@@ -104,6 +113,7 @@ def test_edit_at_strength_zero_is_the_refined_reconstruction():
         refined = refiner.refine(generator, ws, images)
         edited = refiner.edit(generator, ws, ws.clone(), images)
     torch.testing.assert_close(edited["image"], refined["image"])
+    assert not torch.allclose(refined["image"], refined["reconstruction"]), "the refiner must change something"
 
 
 def test_editing_runs_ada_on_the_edited_image():
