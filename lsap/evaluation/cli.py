@@ -1,4 +1,6 @@
-"""The ``lsap evaluate``, ``lsap fid`` and ``lsap compare`` commands (signatures = options)."""
+"""The targets of the ``lsap evaluate``, ``lsap fid`` and ``lsap compare`` entries of the
+command registry (:mod:`lsap.commands`; signatures = options, ``evaluate``'s from
+:class:`~lsap.evaluation.options.EvaluationOptions`)."""
 
 from __future__ import annotations
 

@@ -120,7 +120,7 @@ def test_evaluate_reinvert_refuses_hostile_lpips(tmp_path, side_effect_module, n
                  batch_size=2, nscd_samples=100, pca_samples=0, output=str(tmp_path / "out"))
     with pytest.raises(SystemExit) as exit_status:
         main(["evaluate", str(results.root), "--real", str(real), "--generator", spec, "--direction", str(direction),
-              "--reinvert", "true", "--batch_size", "2", "--nscd_samples", "100", "--pca_samples", "0",
+              "--reinvert", "--batch_size", "2", "--nscd_samples", "100", "--pca_samples", "0",
               "--output", str(tmp_path / "out")])
     assert exit_status.value.code == 2
     stderr = capsys.readouterr().err
