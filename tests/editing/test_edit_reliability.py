@@ -233,3 +233,10 @@ def test_std_units_option_scales_strengths(tmp_path, generator):
     moved = (codes - ws) @ n
     std = direction.std_along(generator)
     torch.testing.assert_close(moved, torch.full_like(moved, 2 * std), rtol=1e-4, atol=1e-4)
+
+
+def test_a_batch_size_below_one_is_one_line(tmp_path, generator):
+    write_results(tmp_path / "inv", generator, ["a"])
+    edit = resolve_edit(str(_direction_file(tmp_path)), generator)
+    with pytest.raises(BadValueError, match="batch_size"):
+        edit_results(tmp_path / "inv", generator, [edit], [1.0], output=tmp_path / "out", batch_size=0)
