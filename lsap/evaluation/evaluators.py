@@ -241,7 +241,7 @@ class FIDEvaluator(Evaluator):
 
 
 # ----- NSCD ----------------------------------------------------------------------------------
-def _generator_and_codes(run: EvaluationRun, context: EvaluationContext, metric: str) -> tuple[Any, str | None]:
+def _generator_and_codes(run: EvaluationRun, context: EvaluationContext) -> tuple[Any, str | None]:
     """The generator when the run's codes belong to it, else why not."""
     g = context.generator
     shape = run.code_shape()
@@ -263,7 +263,7 @@ class NSCDEvaluator(Evaluator):
     def evaluate(self, run: EvaluationRun, context: EvaluationContext) -> Outcome:
         from lsap.metrics import NSCD
 
-        g, why = _generator_and_codes(run, context, "nscd")
+        g, why = _generator_and_codes(run, context)
         if g is None:
             return Outcome(skipped={"nscd": why})
         options = context.options
@@ -384,7 +384,7 @@ class ReinversionLECEvaluator(Evaluator):
             return Outcome(skipped={"lec_reinvert": why})
         module = reinversion_module(str(run.results_dir), options.reinvert_steps,
                                     tuple(options.trusted_classes)).to(context.device)
-        g, missing = _generator_and_codes(run, context, "lec_reinvert")
+        g, missing = _generator_and_codes(run, context)
         if g is None:
             return Outcome(skipped={"lec_reinvert": missing})
         context.weights["direction"] = options.direction
@@ -487,7 +487,7 @@ class ClassEditEvaluator(Evaluator):
         options = context.options
         if not (options.classifier and options.direction and options.generator):
             return Outcome(skipped={"class_edit": "needs --classifier, --direction and --generator"})
-        g, why = _generator_and_codes(run, context, "class_edit")
+        g, why = _generator_and_codes(run, context)
         if g is None:
             return Outcome(skipped={"class_edit": why})
         edit = direction_edit(options.direction, g)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lsap.data.images import load_rgb, scan_image_files
-from lsap.errors import BadValueError
+from lsap.errors import BadValueError, MissingInputError
 from lsap.evaluation.options import RealFit
 from lsap.images import from_uint8
 from lsap.results import IMAGES_DIR, InversionRecord, load_results
@@ -28,7 +28,7 @@ class Reconstruction:
     name: str
     image_path: Path
     code_path: Path | None = None
-    record: InversionRecord | None = None
+    record: InversionRecord | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -47,7 +47,7 @@ def read_reconstructions(results_dir: str | Path) -> list[Reconstruction]:
     lsap inversion output, or else every image under ``images/`` (or the folder itself)."""
     root = Path(results_dir)
     if not root.is_dir():
-        raise FileNotFoundError(f"results folder not found: '{root}'")
+        raise MissingInputError(f"results folder not found: '{root}'")
     records = load_results(root)
     if records:
         return [Reconstruction(r.name, r.image_path, r.code_path, r) for r in records
@@ -60,7 +60,7 @@ def pair_with_inputs(reconstructions: list[Reconstruction], real_dir: str | Path
     """Pair each reconstruction with the input of the same relative name (extension aside)."""
     root = Path(real_dir)
     if not root.is_dir():
-        raise FileNotFoundError(f"real data folder not found: '{root}'")
+        raise MissingInputError(f"real data folder not found: '{root}'")
     real = {_relative_name(p, root): Path(p) for p in scan_image_files(root)}
     pairing = Pairing()
     for item in reconstructions:
