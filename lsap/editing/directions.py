@@ -30,8 +30,8 @@ from lsap.io import atomic_write, load_weights_file
 from lsap.model.fingerprint import generator_fingerprint
 from lsap.model.sampling import Z_BLOCK, z_blocks
 
-__all__ = ["DIRECTION_FORMAT", "STD_SAMPLES", "Direction", "Strength", "as_wplus", "check_finite", "check_layers", "check_fingerprint",
-           "layer_mask", "load_direction", "parse_layers", "save_direction"]
+__all__ = ["DIRECTION_FORMAT", "STD_SAMPLES", "Direction", "Strength", "as_wplus", "check_finite", "check_fingerprint",
+           "check_layers", "layer_mask", "load_direction", "parse_layers", "save_direction"]
 
 DIRECTION_FORMAT = "lsap.direction"
 # Samples behind the strength unit (Direction.std_along): the std's relative error is ~1.6 %.

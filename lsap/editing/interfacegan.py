@@ -16,12 +16,11 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping
 
 import torch
 from torch import Tensor, nn
 
-from lsap.model.fingerprint import generator_fingerprint
 from lsap.model.sampling import sample_z
 from lsap.editing.directions import Direction
 

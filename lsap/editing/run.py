@@ -141,8 +141,10 @@ def edit_results(results_dir: str | os.PathLike[str], generator: nn.Module, edit
     return {"edited": len(todo), "skipped": len(records) - len(todo), "total": len(records)}
 
 
-def _edit_record(results: InversionResults, record: InversionRecord, code: dict[str, Any], edits: Sequence[Any], edited: dict[str, Any],
-                 strengths: list[float], out: EditResults, generator_hash: str) -> dict[str, Any]:
+def _edit_record(results: InversionResults, record: InversionRecord, code: dict[str, Any], edits: Sequence[Any],
+                 edited: dict[str, Any], strengths: list[float], out: EditResults,
+                 generator_hash: str) -> dict[str, Any]:
+    """The JSON record of one edited image (what was edited, how, and where the files are)."""
     return {
         "name": record.name, "results_dir": str(results.root),
         "code": str(record.code_path), "refinement": record.refinement,
