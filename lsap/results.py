@@ -193,6 +193,7 @@ class InversionRecord:
     nscd: float | None = None
     nscd_layers: list[float | None] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    results_root: Path | None = None
 
     @property
     def method(self) -> str | None:
@@ -206,6 +207,13 @@ class InversionRecord:
         if value:
             return str(value)
         return "pti" if self.delta_path is not None else None
+
+    def state_path(self, folder: str, suffix: str = ".pt") -> Path:
+        """``<results folder>/<folder>/<name><suffix>``: where a refinement keeps this image's
+        own state (PTI's delta is ``state_path("pti")``)."""
+        if self.results_root is None:
+            raise ValueError(f"record '{self.name}' was not read from a results folder")
+        return self.results_root / folder / f"{self.name}{suffix}"
 
     def load_code(self, shape: tuple[int, int] | None = None) -> dict[str, Any]:
         """The code file: ``{"ws": Tensor[num_ws, w_dim], "noise"?, "key", "name", "meta"}``
@@ -336,6 +344,7 @@ class InversionResults(_PerImageFolder):
             record_path=path, image_path=image if image.is_file() else None,
             delta_path=delta if delta.is_file() else None, losses=dict(data.get("losses") or {}),
             nscd=data.get("nscd"), nscd_layers=data.get("nscd_layers"), meta=dict(data.get("meta") or {}),
+            results_root=self.root,
         )
 
     def __iter__(self) -> Iterator[InversionRecord]:

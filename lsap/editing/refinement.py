@@ -13,8 +13,9 @@ the refinement to render the edited codes. The protocol:
 * the loader is called as ``loader(generator, record, code)`` with the frozen base
   generator (already on its device, in eval mode), the :class:`~lsap.results.InversionRecord`
   and its checked code file (``record.load_code(...)``: the unedited ``ws`` and ``noise``).
-  It reads whatever the refinement stored as untrusted data (lsap's safe loaders only) and
-  returns an :class:`EditRenderer` for that one image;
+  It reads whatever the refinement stored as untrusted data (lsap's safe loaders only;
+  its per-image files at ``record.state_path("<folder>")``, its settings in ``record.meta``)
+  and returns an :class:`EditRenderer` for that one image;
 * ``renderer.render(ws)`` turns edited W+ codes ``[S, num_ws, w_dim]`` (S edits of that
   image) into images ``[S, C, H, W]``; with the unedited code it must reproduce the
   refinement's own reconstruction (each implementer tests this). ``renderer.generator``

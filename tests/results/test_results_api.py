@@ -85,3 +85,11 @@ def test_edit_results_layout_round_trip(tmp_path):
     assert [json.loads(line) for line in out.edits_file.read_text().splitlines()] == records
     with pytest.raises(MissingInputError, match="'sub/a'"):
         out.load_codes("b")
+
+
+def test_records_know_their_folder_for_refinement_state(tmp_path):
+    results = _folder(tmp_path, ["sub/x"])
+    record = results["sub/x"]
+    assert record.state_path("sam") == tmp_path / "sam" / "sub" / "x.pt"
+    assert record.state_path("pti") == results.delta_path("sub/x")
+    assert "results_root" not in record.as_dict()
