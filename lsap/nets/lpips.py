@@ -1,4 +1,4 @@
-"""LPIPS perceptual distance (a :class:`~lsap.nets.perceptual.PerceptualDistance`) built on the ``lpips`` package, without any download.
+"""LPIPS (a :class:`~lsap.nets.perceptual.PerceptualDistance`) on the ``lpips`` package, offline.
 
 The ``lpips`` package ships its calibrated linear layers (``lpips/weights/v0.1/{alex,vgg}.pth``)
 but fetches its ImageNet backbone through torchvision's download mechanism. Here the backbone is
