@@ -31,7 +31,8 @@ from torch import Tensor, nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchvision.models import inception as tv_inception
 
-from lsap.io import load_weights_file
+from lsap.images import from_uint8
+from lsap.io import atomic_write, load_weights_file
 
 __all__ = [
     "FID",
@@ -250,7 +251,7 @@ class ClassifierFeatures(FeatureExtractor):
 
     def forward(self, images: Tensor) -> Tensor:
         _check_uint8(images)
-        x = images.float() / 127.5 - 1
+        x = from_uint8(images)
         if hasattr(self.network, "forward_features"):
             return self.network.forward_features(x)[1].double()
         return self.network(x).double()
@@ -349,11 +350,7 @@ class FID(FrechetInceptionDistance):
         """Write the real-image feature sums (weights-only ``torch.save``) for reuse."""
         payload: dict[str, Any] = dict(self.real_statistics())
         payload["feature_hash"] = feature_hash or ""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        torch.save(payload, partial)
-        partial.replace(path)
+        atomic_write(path, lambda f: torch.save(payload, f))
 
     def load_real_stats(self, path: str | Path, feature_hash: str | None = None) -> None:
         """Restore real-image feature sums written by :meth:`save_real_stats`; refuses stats of
