@@ -20,7 +20,7 @@ import sys
 from typing import Any, NoReturn
 
 from lsap.argv import underscore_options
-from lsap.commands import COMMANDS, Command, find_command, load_target
+from lsap.commands import COMMANDS, LIGHTNING_COMMANDS, Command, find_command, load_target
 from lsap.errors import InputError
 
 __all__ = ["main"]
@@ -101,7 +101,9 @@ def _run_lightning(argv: list[str] | None) -> None:
         subclass_mode_data=True,
         args=argv,
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={"exit_on_error": False, "description": overview()},
+        # Each subcommand's description is its registry help (Lightning's own is cut at the first line).
+        parser_kwargs={"exit_on_error": False, "description": overview(),
+                       **{c.name: {"exit_on_error": False, "description": c.help} for c in LIGHTNING_COMMANDS}},
     )
 
 

@@ -140,7 +140,7 @@ def test_help_does_not_import_torch(args):
 
 
 def test_subcommand_descriptions_are_whole_sentences():
-    for args in (["evaluate", "--help"], ["edit", "--help"], ["directions", "--help"]):
+    for args in (["evaluate", "--help"], ["edit", "--help"], ["directions", "--help"], ["test", "--help"]):
         done = subprocess.run([sys.executable, "-m", "lsap", *args], capture_output=True, text=True, timeout=120)
         description = done.stdout.split("\n\n")[1]
         assert " ".join(description.split()).endswith("."), (args, description)
