@@ -65,6 +65,8 @@ def _lsap_module_file(module: str) -> bool:
     """Whether ``module`` is a module of the installed lsap package (found without running it)."""
     if module != _PACKAGE and not module.startswith(_PACKAGE + "."):
         return False
+    if any(part.startswith("__") for part in module.split(".")):
+        return False  # lsap.__main__ runs the command line when imported
     try:
         spec = importlib.util.find_spec(module)  # imports only lsap's own parent packages
     except (ImportError, ValueError):

@@ -133,7 +133,8 @@ def test_components_must_be_classes_defined_in_lsap(tmp_path) -> None:
     assert resolve_component("lsap.modules.LSAP_O", "x").__name__ == "LSAP_O"
     for refused in ("lsap.metrics.fid.FrechetInceptionDistance",  # a torchmetrics class lsap imports
                     "lsap.model.source.generator_from_spec",  # a function, not a class
-                    "lsap.model.run_config.importlib", "lsapx.Thing", "LSAP_O", "torch.nn.Linear"):
+                    "lsap.model.run_config.importlib", "lsapx.Thing", "LSAP_O", "torch.nn.Linear",
+                    "lsap.__main__.Anything"):  # importing lsap.__main__ would run the command line
         with pytest.raises(UnsafeFileError, match="refused component"):
             resolve_component(refused, "x")
     # an explicit allow-list trusts exactly what it names
