@@ -14,7 +14,8 @@ import torch
 from lsap.model import Generator, GeneratorSource
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
-FIXTURES = Path(os.environ.get("LSAP_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
+# The reference fixtures ship in tests/fixtures (see its README); LSAP_FIXTURES points elsewhere.
+FIXTURES = Path(os.environ.get("LSAP_FIXTURES") or Path(__file__).resolve().parent / "fixtures")
 
 
 def small_source(resolution: int = 32, seed: int = 0, **overrides: Any) -> GeneratorSource:
@@ -45,8 +46,8 @@ def running_in_ci() -> bool:
 
 @pytest.fixture
 def fixtures_dir() -> Path:
-    """The shared reference fixtures. Absent: the test is skipped with the reason shown,
-    except under CI (``CI=true``), where a missing fixture fails the test."""
+    """The reference fixtures (tests/fixtures, or $LSAP_FIXTURES). Absent: the test is skipped
+    with the reason shown, except under CI (``CI=true``), where a missing fixture fails the test."""
     if not (FIXTURES / "rosinality_64px_small.pt").is_file():
         message = f"reference fixtures not found at {FIXTURES} (set LSAP_FIXTURES)"
         if running_in_ci():
