@@ -18,8 +18,10 @@ generator output and the target area-downsampled to it).
 Batches are B independent problems: per-image losses are *summed*, so an image's gradient
 never depends on its batch-mates, Adam is element-wise, and every random draw comes from a
 per-image ``torch.Generator`` seeded by ``(seed, image name)`` (its path relative to the
-input folder, or its index). An image's result therefore does not depend on the batch it
-lands in, on its position, or on the number of devices.
+input folder, or its index). An image's result therefore does not depend, mathematically, on
+the batch it lands in, on its position, or on the number of devices; in floating point
+another batch size rounds differently and the optimisation amplifies it (measured in the
+README, ``bench/batch_independence.py``), while the same batch is bit-identical.
 
 The optimisation runs inside ``predict_step``: the Trainer must be built with
 ``inference_mode=False`` (gradients cannot be enabled inside ``torch.inference_mode``).

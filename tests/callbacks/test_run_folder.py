@@ -187,18 +187,13 @@ def test_full_disk_during_the_run_is_an_output_error_naming_the_file(tmp_path: P
 
 
 def test_atomic_write_respects_the_umask(tmp_path: Path) -> None:
-    previous = os.umask(0o027)
-    try:
-        lsap.io.atomic_write(tmp_path / "a.json", lambda f: f.write("{}"), mode="w")
-    finally:
-        os.umask(previous)
-    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o640
-    previous = os.umask(0o002)
-    try:
-        lsap.io.atomic_write(tmp_path / "b.json", lambda f: f.write("{}"), mode="w")
-    finally:
-        os.umask(previous)
-    assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o664
+    for umask, expected in ((0o027, 0o640), (0o002, 0o664)):
+        previous = os.umask(umask)
+        try:
+            lsap.io.atomic_write(tmp_path / f"{umask}.json", lambda f: f.write("{}"), mode="w")
+        finally:
+            os.umask(previous)
+        assert (tmp_path / f"{umask}.json").stat().st_mode & 0o777 == expected
 
 
 def test_a_failed_write_keeps_the_old_file_and_names_the_path(tmp_path: Path) -> None:
