@@ -51,7 +51,7 @@ ENCODER_ARCH: dict[str, Any] = {"num_ws": 8, "w_dim": 256, "input_size": 32, "bl
                                 "stage_channels": [32, 48, 64, 96]}
 CLASS_EDITS = (("sneaker_to_boot", 7, 9), ("boot_to_sneaker", 9, 7), ("pullover_to_coat", 2, 4),
                ("coat_to_pullover", 4, 2), ("tshirt_to_shirt", 0, 6), ("shirt_to_tshirt", 6, 0))
-SAM_SETTINGS: dict[str, Any] = {"invertibility": "fashion32", "blocks": [4, 8], "threshold": 0.25,
+SAM_SETTINGS: dict[str, Any] = {"invertibility": "fashion32", "blocks": [4, 8], "threshold": 0.225,
                                 "learning_rate": 0.05, "lambda_mse": 1.0, "lambda_lpips": 1.0, "lambda_mvg": 1e-8,
                                 "mvg_samples": 5000, "lambda_delta": 1e-3, "lambda_features": 5.0}
 

@@ -157,3 +157,21 @@ def check_editing_protocol(out: Path, G) -> None:
         assert torch.allclose(same, reconstruction, atol=1e-5)
         assert torch.allclose(styles, reconstruction, atol=1e-5)
         assert not torch.allclose(edited, reconstruction, atol=1e-3)
+
+
+def test_the_fashion32_config_builds_sam_with_the_shipped_invertibility_net() -> None:
+    import yaml
+    from jsonargparse import ArgumentParser
+
+    from lsap.nets import FeatureDistance
+    from lsap.refine.segments import SuperpixelSegmenter
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[2] / "configs" / "sam_fashion32.yaml").read_text())
+    assert config["model"]["class_path"] == "lsap.modules.SAM"
+    parser = ArgumentParser()
+    parser.add_class_arguments(SAM, "model")
+    parsed = parser.parse_object({"model": config["model"]["init_args"]})
+    model = parser.instantiate_classes(parsed)["model"]
+    assert isinstance(model, SAM) and isinstance(model.lpips, FeatureDistance)
+    assert isinstance(model.segmenter, SuperpixelSegmenter)
+    assert model.blocks == [4, 8] and model.invertibility is not None and model.invertibility.blocks == [4, 8]
