@@ -56,7 +56,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--architecture", choices=sorted(ARCHITECTURES), default="classifier")
     ap.add_argument("--output", default=None, help="default: the shipped file of the architecture")
-    ap.add_argument("--limit", type=int, default=None, help="train on the first N training images (smoke runs)")
+    ap.add_argument("--limit", type=int, default=None, help="smoke runs: only the first N training and test images")
     args = ap.parse_args()
     network, weights_file, load, file_format = ARCHITECTURES[args.architecture]
     torch.set_num_threads(args.threads)
@@ -65,7 +65,7 @@ def main() -> None:
     train = FashionMNISTDataset(args.root, "train", resolution=32, channels=1)
     test = FashionMNISTDataset(args.root, "test", resolution=32, channels=1)
     x_train, y_train = train.image(slice(args.limit)), train.labels[:args.limit]
-    x_test, y_test = test.image(slice(None)), test.labels
+    x_test, y_test = test.image(slice(args.limit)), test.labels[:args.limit]
     model = network()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     steps = args.epochs * (len(x_train) // args.batch)

@@ -1,0 +1,228 @@
+"""Encoder runs at a real budget for fashion32: the e4e baseline and LSAP_E, several seeds,
+validated on real *training* images held out from encoder training.
+
+The encoders train on the generator's own samples (as the shipped recipe does); their
+validation set is a class-balanced folder of real Fashion-MNIST **training** images
+(never the test images), written once by ``valset``. Each run's config is the shipped
+config (``configs/encoder_fashion32_{e4e,lsap}.yaml``) with only these changes, written
+as plain YAML into the run's folder: the budget (``--max-steps``), the validation folder,
+the seed (``seed_everything`` and the training samples' seed), the number of training
+samples, the NSCD weight (LSAP_E only, ``--nscd-weight``), and where logs and
+checkpoints go. A run resumes from its ``last.ckpt`` (Lightning's ``--ckpt_path last``),
+so stopping and restarting one loses at most the steps since its last checkpoint.
+
+    python bench/fashion32_encoder_runs.py valset                      # /work/runs/fashion_val_train
+    python bench/fashion32_encoder_runs.py command e4e 0                # print the exact command of one run
+    python bench/fashion32_encoder_runs.py launch e4e 0 lsap 0          # start runs in the background (niced)
+    python bench/fashion32_encoder_runs.py curves                       # validation curves of every run
+    python bench/fashion32_encoder_runs.py run e4e 0 e4e 1 --jobs 2     # run in the foreground, 2 at a time
+    python bench/fashion32_encoder_runs.py export e4e 0 out.pt          # export a finished run's encoder
+    python bench/fashion32_encoder_runs.py best e4e 0 1 2 out.pt        # export the seed of lowest final val/mse
+
+A run's command is ``OMP_NUM_THREADS=1 lsap fit --config <run>/config.yaml --ckpt_path last``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+BASE_CONFIGS = {"e4e": REPO / "configs/encoder_fashion32_e4e.yaml", "lsap": REPO / "configs/encoder_fashion32_lsap.yaml"}
+DEFAULT_RUNS = Path(os.environ.get("LSAP_RUNS_DIR", "/work/runs"))
+VAL_PER_CLASS = 50
+
+
+def write_validation_set(out: Path, root: str, per_class: int = VAL_PER_CLASS, seed: int = 0) -> Path:
+    """``per_class`` training images of each class (a seeded choice), as the 28 px grey PNGs
+    ``FashionSamplesDataset`` reads, named ``<train index>_<class>.png``."""
+    from PIL import Image
+
+    from lsap.data.fashion_mnist import FILES, check_root, read_idx
+
+    root_path = check_root(root)
+    images = read_idx(root_path / FILES["train"][0])
+    labels = read_idx(root_path / FILES["train"][1])
+    order = np.random.default_rng(seed).permutation(len(labels))
+    chosen = sorted(int(i) for c in range(10) for i in order[labels[order] == c][:per_class])
+    out.mkdir(parents=True, exist_ok=True)
+    for index in chosen:
+        Image.fromarray(images[index], mode="L").save(out / f"{index:05d}_{labels[index]}.png")
+    print(f"wrote {len(chosen)} training images ({per_class} per class) to {out}")
+    return out
+
+
+def run_name(kind: str, seed: int, nscd_weight: float | None) -> str:
+    name = f"{kind}_s{seed}"
+    if kind == "lsap" and nscd_weight is not None:
+        name += f"_nscd{nscd_weight:g}"
+    return name
+
+
+def run_config(kind: str, seed: int, run_dir: Path, val_dir: Path, max_steps: int, num_train: int,
+               val_every: int, nscd_weight: float | None, generator: str | None = None,
+               anchor_samples: int | None = None) -> dict:
+    config = yaml.safe_load(BASE_CONFIGS[kind].read_text())
+    trainer = config["trainer"]
+    trainer["max_steps"] = max_steps
+    trainer["val_check_interval"] = val_every
+    trainer["default_root_dir"] = str(run_dir)
+    trainer["logger"] = {"class_path": "lightning.pytorch.loggers.CSVLogger",
+                         "init_args": {"save_dir": str(run_dir), "name": "logs", "version": 0}}
+    for callback in trainer["callbacks"]:
+        if callback["class_path"].endswith("ModelCheckpoint"):
+            callback["init_args"]["dirpath"] = str(run_dir / "checkpoints")
+            callback["init_args"]["every_n_train_steps"] = 500  # resume point between validations
+    # Reconstruction grids need an image logger; the CSV logger has none.
+    trainer["callbacks"] = [c for c in trainer["callbacks"] if not c["class_path"].endswith("ReconstructionGridCallback")]
+    config["seed_everything"] = seed
+    model = config["model"]["init_args"]
+    if nscd_weight is not None:
+        if kind != "lsap":
+            raise SystemExit("--nscd-weight applies to lsap runs only (e4e is nscd_weight 0 by definition)")
+        model["nscd_weight"] = nscd_weight
+    data = config["data"]["init_args"]
+    if generator is not None:  # another generator file: the frozen one and the training samples' source
+        model["generator"] = {"checkpoint": generator}
+        data["train_generator"] = {"checkpoint": generator}
+    if anchor_samples is not None:
+        model["anchor_samples"] = anchor_samples
+    data["root"] = str(val_dir)
+    data["seed"] = seed
+    data["num_train"] = num_train
+    return config
+
+
+def prepare(args: argparse.Namespace, kind: str, seed: int) -> tuple[Path, list[str]]:
+    name = run_name(kind, seed, args.nscd_weight)
+    run_dir = args.runs / "encoders" / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = run_config(kind, seed, run_dir, args.val_dir, args.max_steps, args.num_train, args.val_every,
+                        args.nscd_weight, args.generator, args.anchor_samples)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    lsap = str(Path(sys.executable).with_name("lsap"))
+    return run_dir, [lsap, "fit", "--config", str(run_dir / "config.yaml"), "--ckpt_path", "last"]
+
+
+def pairs(items: list[str]) -> list[tuple[str, int]]:
+    if len(items) % 2:
+        raise SystemExit("give runs as KIND SEED pairs, e.g. e4e 0 lsap 0")
+    out = []
+    for kind, seed in zip(items[::2], items[1::2]):
+        if kind not in BASE_CONFIGS:
+            raise SystemExit(f"kind must be one of {sorted(BASE_CONFIGS)}, got {kind!r}")
+        out.append((kind, int(seed)))
+    return out
+
+
+def read_curve(run_dir: Path) -> list[dict]:
+    path = run_dir / "logs" / "version_0" / "metrics.csv"
+    if not path.is_file():
+        return []
+    rows = []
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            val = {k: v for k, v in row.items() if k.startswith("val") and v not in ("", None)}
+            if val:
+                rows.append({"step": int(row["step"]), **{k: float(v) for k, v in val.items()}})
+    return rows
+
+
+def final_val_mse(run_dir: Path) -> float:
+    curve = [row for row in read_curve(run_dir) if "val/mse" in row]
+    if not curve:
+        raise SystemExit(f"run {run_dir} has no validation result (metrics.csv without val/mse)")
+    return curve[-1]["val/mse"]
+
+
+def run_foreground(args: argparse.Namespace, runs: list[tuple[str, int]]) -> None:
+    """Run the given runs to the end, ``--jobs`` at a time (each resumes from its last.ckpt)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    queue, running, failed = list(runs), [], []
+    while queue or running:
+        while queue and len(running) < args.jobs:
+            kind, seed = queue.pop(0)
+            run_dir, command = prepare(args, kind, seed)
+            print("OMP_NUM_THREADS=1 " + shlex.join(command), flush=True)
+            log = (run_dir / "train.log").open("ab")
+            running.append((run_dir, log, subprocess.Popen(["nice", "-n", str(args.nice), *command], cwd=REPO,
+                                                           env=env, stdout=log, stderr=subprocess.STDOUT)))
+        run_dir, log, process = running.pop(0)
+        if process.wait() != 0:
+            failed.append(f"{run_dir.name} (exit {process.returncode}, see {run_dir / 'train.log'})")
+        log.close()
+    if failed:
+        raise SystemExit("encoder runs failed: " + "; ".join(failed))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=["valset", "command", "launch", "run", "curves", "export", "best"])
+    parser.add_argument("items", nargs="*", help="KIND SEED pairs (kind: e4e or lsap); export: KIND SEED OUT; "
+                                                 "best: KIND SEED... OUT")
+    parser.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="folder of all runs (outside the repository)")
+    parser.add_argument("--root", default="/usr/share/datasets/fashion-mnist", help="Fashion-MNIST idx files")
+    parser.add_argument("--val-dir", type=Path, default=None, help="validation folder (default RUNS/fashion_val_train)")
+    parser.add_argument("--max-steps", type=int, default=12000)
+    parser.add_argument("--val-every", type=int, default=1000)
+    parser.add_argument("--num-train", type=int, default=16384, help="generator samples to train on")
+    parser.add_argument("--nscd-weight", type=float, default=None, help="LSAP_E's NSCD weight (default: the config's 0.5)")
+    parser.add_argument("--nice", type=int, default=19)
+    parser.add_argument("--jobs", type=int, default=2, help="run: runs at a time")
+    parser.add_argument("--generator", default=None, help="generator file (default: the configs' fashion32)")
+    parser.add_argument("--anchor-samples", type=int, default=None, help="S^N anchor samples (default: the configs')")
+    parser.add_argument("--val-per-class", type=int, default=VAL_PER_CLASS)
+    args = parser.parse_args()
+    args.val_dir = args.val_dir or args.runs / "fashion_val_train"
+
+    if args.action == "valset":
+        write_validation_set(args.val_dir, args.root, args.val_per_class)
+    elif args.action == "run":
+        run_foreground(args, pairs(args.items))
+    elif args.action in ("command", "launch"):
+        if not args.val_dir.is_dir():
+            raise SystemExit(f"no validation folder {args.val_dir}; run `{sys.argv[0]} valset` first")
+        for kind, seed in pairs(args.items):
+            run_dir, command = prepare(args, kind, seed)
+            line = "OMP_NUM_THREADS=1 " + shlex.join(command)
+            print(line)
+            if args.action == "launch":
+                env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+                with (run_dir / "train.log").open("ab") as log:
+                    process = subprocess.Popen(["nice", "-n", str(args.nice), *command], cwd=REPO, env=env,
+                                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                (run_dir / "pid").write_text(str(process.pid))
+                print(f"  started pid {process.pid}, log {run_dir / 'train.log'}")
+    elif args.action == "curves":
+        for run_dir in sorted((args.runs / "encoders").glob("*")):
+            curve = read_curve(run_dir)
+            print(f"## {run_dir.name}")
+            for row in curve:
+                print("  " + "  ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+    elif args.action == "export":
+        if len(args.items) != 3:
+            raise SystemExit("export KIND SEED OUT")
+        kind, seed, out = args.items[0], int(args.items[1]), args.items[2]
+        ckpt = args.runs / "encoders" / run_name(kind, seed, args.nscd_weight) / "checkpoints" / "last.ckpt"
+        subprocess.run([sys.executable, str(REPO / "bench/export_fashion32_encoder.py"), str(ckpt), out], check=True)
+    elif args.action == "best":
+        if len(args.items) < 3 or args.items[0] not in BASE_CONFIGS:
+            raise SystemExit("best KIND SEED [SEED ...] OUT")
+        kind, seeds, out = args.items[0], [int(s) for s in args.items[1:-1]], args.items[-1]
+        scores = {seed: final_val_mse(args.runs / "encoders" / run_name(kind, seed, args.nscd_weight)) for seed in seeds}
+        best = min(scores, key=scores.get)
+        print(f"{kind}: final val/mse per seed {scores}; best seed {best}")
+        ckpt = args.runs / "encoders" / run_name(kind, best, args.nscd_weight) / "checkpoints" / "last.ckpt"
+        subprocess.run([sys.executable, str(REPO / "bench/export_fashion32_encoder.py"), str(ckpt), out], check=True)
+
+
+if __name__ == "__main__":
+    main()
