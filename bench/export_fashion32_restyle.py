@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
 from lsap.encoders.checkpoints import build_encoder_from_state_dict, save_e4e_checkpoint
 from lsap.encoders.restyle import load_restyle_encoder
 from lsap.io import load_weights_file
@@ -29,11 +31,20 @@ def export_restyle(checkpoint: str, output: str, half: bool = True) -> Path:
     input_size = int(encoder_args.get("input_size", 32))
     encoder_state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
     encoder = build_encoder_from_state_dict(encoder_state, "e4e", input_size=input_size, source=checkpoint)
+    # Entries past the progressive stage were never trained (e4e's schedule had not reached
+    # them): zero their heads, so the file gives them w0 as training did, whatever reads it.
+    stage = data.get("lsap_progressive_stage")
+    if stage is not None:
+        with torch.no_grad():
+            for entry in range(int(stage) + 1, encoder.num_ws):
+                encoder.styles[entry].linear.weight.zero_()
+                encoder.styles[entry].linear.bias.zero_()
     latent_avg = state["latent_avg"].float()
     if half:
         encoder, latent_avg = encoder.half(), latent_avg.half()
     opts = {"lsap_source": Path(checkpoint).name, "global_step": data.get("global_step"),
             "nscd_weight": hparams.get("nscd_weight"), "restyle_steps": int(hparams.get("num_steps", 5)),
+            "progressive_stage": stage,
             "weights_dtype": "float16" if half else "float32"}
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
