@@ -18,6 +18,7 @@ so stopping and restarting one loses at most the steps since its last checkpoint
     python bench/fashion32_encoder_runs.py run e4e 0 e4e 1 --jobs 2     # run in the foreground, 2 at a time
     python bench/fashion32_encoder_runs.py export e4e 0 out.pt          # export a finished run's encoder
     python bench/fashion32_encoder_runs.py best e4e 0 1 2 out.pt        # export the seed of lowest final val/mse
+    python bench/fashion32_encoder_runs.py score e4e 0 --test-dir DIR   # MSE, NSCD, class keep (both classifiers)
 
 A run's command is ``OMP_NUM_THREADS=1 lsap fit --config <run>/config.yaml --ckpt_path last``.
 """
@@ -143,6 +144,56 @@ def final_val_mse(run_dir: Path) -> float:
     return curve[-1]["val/mse"]
 
 
+def score_run(args: argparse.Namespace, kind: str, seed: int, test_dir: Path | None) -> dict:
+    """A run's last checkpoint on the validation folder (and ``test_dir``): MSE of the 8-bit
+    reconstruction, NSCD, and class keep by the shipped classifier and by the judge, with
+    bootstrap intervals over images. Scores only: nothing is selected on the judge."""
+    import tempfile
+
+    import torch
+
+    from lsap.data import FashionSamplesDataset
+    from lsap.encoders import Encoder4Editing
+    from lsap.metrics.bootstrap import bootstrap_mean
+    from lsap.metrics.fidelity import quantize_uint8
+    from lsap.modules import LSAP_E
+    from lsap.nets.fashion_classifier import load_fashion_classifier
+    from lsap.nets.fashion_judge import load_fashion_judge
+
+    run_dir = args.runs / "encoders" / run_name(kind, seed, args.nscd_weight)
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())["model"]["init_args"]
+    with tempfile.TemporaryDirectory() as tmp:
+        exported = Path(tmp) / "encoder.pt"
+        subprocess.run([sys.executable, str(REPO / "bench/export_fashion32_encoder.py"),
+                        str(run_dir / "checkpoints" / "last.ckpt"), str(exported)], check=True)
+        module = LSAP_E(generator=config["generator"], encoder=Encoder4Editing(**config["encoder"]["init_args"]),
+                        encoder_checkpoint=str(exported), lpips=None, identity=None, moco=None, loss_resolution=32,
+                        anchor_samples=config["anchor_samples"]).eval()
+    classifiers = {"labeller": load_fashion_classifier(), "judge": load_fashion_judge()}
+    out = {"run": run_dir.name, "step": None}
+    step_file = run_dir / "checkpoints" / "last.ckpt"
+    out["step"] = int(torch.load(step_file, map_location="cpu", weights_only=True)["global_step"])
+    for split, folder in (("validation (training images)", args.val_dir), ("test", test_dir)):
+        if folder is None:
+            continue
+        samples = FashionSamplesDataset(folder)
+        values: dict[str, list[float]] = {"mse": [], "nscd": [], "keep_labeller": [], "keep_judge": []}
+        with torch.no_grad():
+            for start in range(0, len(samples), 256):
+                items = [samples[i] for i in range(start, min(start + 256, len(samples)))]
+                images = torch.stack([item["image"] for item in items])
+                labels = torch.tensor([item["label"] for item in items])
+                ws, recon = module(images)
+                written = quantize_uint8(recon.float())
+                values["mse"] += ((written - images) ** 2).flatten(1).mean(1).tolist()
+                values["nscd"] += module.nscd_per_image(ws)[0].tolist()
+                for key, classifier in classifiers.items():
+                    values[f"keep_{key}"] += (classifier(written).argmax(1) == labels).float().tolist()
+        out[split] = {k: bootstrap_mean(v, resamples=1000).format(4) for k, v in values.items()}
+        out[split]["images"] = len(samples)
+    return out
+
+
 def run_foreground(args: argparse.Namespace, runs: list[tuple[str, int]]) -> None:
     """Run the given runs to the end, ``--jobs`` at a time (each resumes from its last.ckpt)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -165,7 +216,7 @@ def run_foreground(args: argparse.Namespace, runs: list[tuple[str, int]]) -> Non
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=["valset", "command", "launch", "run", "curves", "export", "best"])
+    parser.add_argument("action", choices=["valset", "command", "launch", "run", "curves", "export", "best", "score"])
     parser.add_argument("items", nargs="*", help="KIND SEED pairs (kind: e4e or lsap); export: KIND SEED OUT; "
                                                  "best: KIND SEED... OUT")
     parser.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="folder of all runs (outside the repository)")
@@ -180,6 +231,7 @@ def main() -> None:
     parser.add_argument("--generator", default=None, help="generator file (default: the configs' fashion32)")
     parser.add_argument("--anchor-samples", type=int, default=None, help="S^N anchor samples (default: the configs')")
     parser.add_argument("--val-per-class", type=int, default=VAL_PER_CLASS)
+    parser.add_argument("--test-dir", default=None, help="score: also these test images (NNNN_<class>.png)")
     args = parser.parse_args()
     args.val_dir = args.val_dir or args.runs / "fashion_val_train"
 
@@ -213,6 +265,12 @@ def main() -> None:
         kind, seed, out = args.items[0], int(args.items[1]), args.items[2]
         ckpt = args.runs / "encoders" / run_name(kind, seed, args.nscd_weight) / "checkpoints" / "last.ckpt"
         subprocess.run([sys.executable, str(REPO / "bench/export_fashion32_encoder.py"), str(ckpt), out], check=True)
+    elif args.action == "score":
+        import json
+
+        test_dir = Path(args.test_dir) if args.test_dir else None
+        for kind, seed in pairs(args.items):
+            print(json.dumps(score_run(args, kind, seed, test_dir)), flush=True)
     elif args.action == "best":
         if len(args.items) < 3 or args.items[0] not in BASE_CONFIGS:
             raise SystemExit("best KIND SEED [SEED ...] OUT")
