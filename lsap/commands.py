@@ -99,6 +99,8 @@ COMMANDS: tuple[Command, ...] = (
             "lsap.convert:convert"),
     Command("anchors", "Compute (and cache) the S^N anchors of a generator.", "lsap.style.cli:anchors_command"),
     Command("align", "Detect faces and align each to the FFHQ crop.", "lsap.align.cli:align_command"),
+    Command("sam-invertibility", "Train SAM's invertibility network for a generator of your own.",
+            "lsap.refine.invertibility:train_invertibility_command", list_options={"blocks": int}),
 )
 
 

@@ -295,27 +295,35 @@ def train_invertibility(
     return facts
 
 
-def train_invertibility_command(generator: str, output: str, blocks: Sequence[int] | None = None,
+def train_invertibility_command(generator: str, output: str, blocks: list[int] | None = None,
                                 distance: str | None = "fashion_classifier", optimize_distance: bool = False,
                                 num_images: int = 512, target_steps: int = 100, target_lr: float = 0.05,
                                 target_batch: int = 64, truncation_psi: float = 1.0, width: int = 32,
                                 epochs: int = 200, batch_size: int = 64, learning_rate: float = 2e-3,
                                 seed: int = 0, threads: int | None = None,
                                 targets_file: str | None = None) -> dict[str, Any]:
-    """Command-line entry: train SAM's invertibility net for a generator of your own.
+    """Train SAM's invertibility net for a generator of your own (``lsap sam-invertibility``).
 
     Args:
-        generator: checkpoint path or built-in name (e.g. ``fashion32``).
+        generator: checkpoint path or built-in name (e.g. fashion32).
         output: the safetensors file to write.
-        blocks: offset blocks (default: :func:`lsap.refine.sam.default_blocks`).
-        distance: the spatial distance of the targets: a built-in feature network of
-            :class:`lsap.nets.perceptual.FeatureDistance` (``fashion_classifier``), or
-            ``None`` for the per-pixel squared error.
+        blocks: offset blocks (default: the paper's R/64..R/8, or 4 and 8 px below 512 px).
+        distance: the spatial distance of the targets: a built-in FeatureDistance network
+            (fashion_classifier), or null for the per-pixel squared error.
         optimize_distance: optimise the single-layer inversions on MSE + distance (default:
-            MSE alone, cheaper; the maps measure ``distance`` either way).
+            MSE alone, cheaper; the maps measure the distance either way).
+        num_images: synthetic images to make targets for.
+        target_steps: Adam steps of each single-layer inversion.
+        target_lr: their learning rate.
+        target_batch: images inverted together.
+        truncation_psi: truncation of the synthetic images.
+        width: channels of the net's first scale.
+        epochs: training epochs.
+        batch_size: training batch size.
+        learning_rate: Adam's learning rate for the net.
+        seed: seed of the images and the training.
         threads: torch CPU threads (default: torch's).
-        targets_file: keep the targets here and reuse them (see :func:`train_invertibility`).
-        Others: see :func:`train_invertibility`.
+        targets_file: keep the targets here and reuse them in a later run with the same recipe.
     """
     if threads is not None:
         torch.set_num_threads(threads)

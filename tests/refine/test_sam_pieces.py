@@ -185,3 +185,16 @@ def test_training_writes_a_loadable_net_and_reuses_kept_targets(tmp_path, G):
     assert again["target_seconds"] == facts["target_seconds"]
     assert again["target_mean_per_layer"] == facts["target_mean_per_layer"]
     assert again["held_out_mse"] < again["held_out_mse_constant_baseline"] * 1.5
+
+
+def test_the_lsap_command_trains_a_net_for_a_generator_file(tmp_path, capsys):
+    from lsap.cli import main
+    from lsap.model.checkpoints import save_generator
+
+    source = save_generator(small_source().build(), tmp_path / "g.pt")
+    out = tmp_path / "inv.safetensors"
+    main(["sam-invertibility", str(source), str(out), "--blocks", "4", "8", "--distance", "null",
+          "--num_images", "8", "--target_steps", "1", "--target_batch", "8", "--width", "4", "--epochs", "1",
+          "--batch_size", "4"])
+    net, meta = load_invertibility_net(out)
+    assert net.blocks == [4, 8] and meta["distance"] == "pixel squared error" and meta["num_images"] == 8
