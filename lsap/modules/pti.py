@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from lsap.errors import BadFileError, MissingInputError
 from lsap.losses import LocalityRegularizer
 from lsap.nets.perceptual import PerceptualDistance
 from lsap.model import Generator, GeneratorSource
@@ -122,17 +123,14 @@ class PTI(FrozenGeneratorModule):
         """The pivot code of the image named ``name`` (checked against this generator)."""
         path = self.pivots.code_path(name)
         if not path.is_file():
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"no pivot for '{name}': expected '{path}'. Run an embedding (LSAP_O or LSAP_E) with an "
                 f"InversionWriter whose output_dir is '{self.pivots_dir}' first"
             )
-        pivot = self.pivots.load_code(name)
+        pivot = self.pivots.load_code(name, shape=(self.generator.num_ws, self.generator.w_dim))
         made_with = (pivot.get("meta") or {}).get("generator_hash")
         if made_with is not None and made_with != self.generator_hash:
-            raise ValueError(f"pivot '{path}' was embedded with another generator than PTI's (fingerprints differ)")
-        if tuple(pivot["ws"].shape) != (self.generator.num_ws, self.generator.w_dim):
-            raise ValueError(f"pivot '{path}' has shape {tuple(pivot['ws'].shape)}, the generator needs "
-                             f"[{self.generator.num_ws}, {self.generator.w_dim}]")
+            raise BadFileError(f"pivot '{path}' was embedded with another generator than PTI's (fingerprints differ)")
         return pivot
 
     # ----- tuning -------------------------------------------------------------------------
@@ -210,7 +208,7 @@ class PTI(FrozenGeneratorModule):
             losses.append(result["losses"])
             deltas.append(result["delta"])
             codes.append(ws)
-        meta = {"method": "pti", "pivots_dir": str(self.pivots_dir), "num_steps": self.num_steps,
+        meta = {"method": "pti", "refinement": "pti", "pivots_dir": str(self.pivots_dir), "num_steps": self.num_steps,
                 "learning_rate": self.learning_rate, "generator_hash": self.generator_hash, "delta_dtype": self.delta_dtype,
                 "pivot_method": (pivots[0].get("meta") or {}).get("method")}
         extra: dict[str, Any] = {"pti_delta": deltas}

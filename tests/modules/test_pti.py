@@ -134,6 +134,7 @@ def test_pti_chains_after_lsap_o_through_the_trainer(tmp_path: Path) -> None:
         assert np.abs(written - (image.permute(1, 2, 0).numpy() + 1) * 127.5).max() <= 1.0
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert [r["meta"]["method"] for r in records] == ["pti", "pti"]
+    assert [r["meta"]["refinement"] for r in records] == ["pti", "pti"]  # what editing renders through
     assert all(r["meta"]["pivot_method"] == "lsap_o" for r in records)
     assert all(r["losses"]["mse"] < r["losses"]["mse_pivot"] for r in records)
 
