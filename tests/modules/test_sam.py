@@ -171,7 +171,8 @@ def test_the_fashion32_config_builds_sam_with_the_shipped_invertibility_net() ->
     parser = ArgumentParser()
     parser.add_class_arguments(SAM, "model")
     parsed = parser.parse_object({"model": config["model"]["init_args"]})
-    model = parser.instantiate_classes(parsed)["model"]
+    instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes  # renamed in jsonargparse 4.49
+    model = instantiate(parsed)["model"]
     assert isinstance(model, SAM) and isinstance(model.lpips, FeatureDistance)
     assert isinstance(model.segmenter, SuperpixelSegmenter)
     assert model.blocks == [4, 8] and model.invertibility is not None and model.invertibility.blocks == [4, 8]
