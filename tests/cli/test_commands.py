@@ -129,7 +129,7 @@ def test_a_misspelt_option_names_the_closest(tmp_path, capsys):
 
 @pytest.mark.parametrize("args", [["--help"], ["edit", "--help"], ["directions", "sefa", "--help"],
                                   ["compare", "--help"], ["convert", "--help"], ["align", "--help"],
-                                  ["fid", "--help"], ["evaluate", "--help"]])
+                                  ["fid", "--help"], ["evaluate", "--help"], ["anchors", "--help"]])
 def test_help_does_not_import_torch(args):
     """What makes help fast (the latency itself is measured by bench/bench_cli_help.py)."""
     code = ("import sys\nfrom lsap.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
