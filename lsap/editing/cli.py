@@ -173,6 +173,3 @@ def directions_interfacegan(generator: str, output: str, labels: Optional[str] =
     print(f"wrote {output}: held-out accuracy {boundary.accuracy} on {boundary.num_test} codes "
           f"(train {boundary.train_accuracy:.3f} on {boundary.num_train})")
 
-
-DIRECTIONS_COMMANDS = {"ganspace": directions_ganspace, "sefa": directions_sefa,
-                       "interfacegan": directions_interfacegan}
