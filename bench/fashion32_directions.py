@@ -26,9 +26,9 @@ import torch
 
 from lsap.editing import compute_ganspace, fit_boundary, save_direction, save_ganspace
 from lsap.model.fingerprint import generator_fingerprint
-from lsap.model.sampling import sample_z
 from lsap.model.source import generator_from_spec
 from lsap.editing.directions import Direction
+from lsap.editing.interfacegan import sample_scored_codes
 from lsap.nets.fashion_classifier import load_fashion_classifier
 
 # (name of the a -> b direction, name of b -> a, class a, class b)
@@ -38,18 +38,6 @@ CLASS_PAIRS = (
     ("tshirt_to_shirt", "shirt_to_tshirt", 0, 6),
 )
 ASSET_DIRECTIONS = Path(__file__).resolve().parents[1] / "lsap" / "assets" / "directions"
-
-
-@torch.no_grad()
-def sample_and_classify(generator, classifier, num_samples: int, seed: int, batch_size: int):
-    """``(w [N, w_dim], logits [N, 10])`` of seeded samples (no truncation, constant noise)."""
-    codes, logits = [], []
-    for z in sample_z(num_samples, int(generator.z_dim), seed, batch_size):
-        w = generator.mapping(z)
-        images = generator.synthesis(w, noise_mode="const").clamp(-1, 1)
-        codes.append(w)
-        logits.append(classifier(images))
-    return torch.cat(codes), torch.cat(logits)
 
 
 def pair_labels(logits: torch.Tensor, a: int, b: int, confidence: float, min_per_class: int):
@@ -106,7 +94,8 @@ def main() -> None:
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
 
-    codes, logits = sample_and_classify(generator, classifier, args.num_samples, args.seed, args.batch_size)
+    codes, logits = sample_scored_codes(generator, classifier, args.num_samples, args.seed, args.batch_size,
+                                        all_scores=True)
     counts = torch.bincount(logits.argmax(1), minlength=10).tolist()
     print(f"{args.num_samples} samples, classifier's classes: {counts} ({time.perf_counter() - start:.0f} s)")
     summary: dict[str, object] = {"generator_hash": generator_hash, "num_samples": args.num_samples,

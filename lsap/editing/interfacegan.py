@@ -184,16 +184,20 @@ def load_classifier(spec: str, **kwargs: Any) -> Callable[[Tensor], Tensor]:
 
 @torch.no_grad()
 def sample_scored_codes(generator: nn.Module, classifier: Callable[[Tensor], Tensor], num_samples: int,
-                        seed: int = 0, batch_size: int = 64, score_index: int | None = None) -> tuple[Tensor, Tensor]:
-    """``(w [N, w_dim], scores [N])``: seeded samples of w and the classifier's scores of their images."""
+                        seed: int = 0, batch_size: int = 64, score_index: int | None = None,
+                        all_scores: bool = False) -> tuple[Tensor, Tensor]:
+    """``(w [N, w_dim], scores)``: seeded samples of w (lsap's z stream, no truncation) and the
+    classifier's scores of their images (constant noise, clamped to [-1, 1] as a viewer sees
+    them). ``scores`` is ``[N]`` (column ``score_index``, default 0, of a 2-D output) or, with
+    ``all_scores``, every column ``[N, K]``."""
     ref = next(iter(generator.parameters()))
     codes, scores = [], []
     for z in sample_z(num_samples, int(generator.z_dim), seed, batch_size):
         w = generator.mapping(z.to(device=ref.device, dtype=ref.dtype))
-        score = torch.as_tensor(classifier(generator.synthesis(w)))
-        if score.ndim == 2:
+        score = torch.as_tensor(classifier(generator.synthesis(w, noise_mode="const").clamp(-1, 1)))
+        if score.ndim == 2 and not all_scores:
             score = score[:, score_index or 0]
         codes.append(w.cpu())
-        scores.append(score.reshape(-1).float().cpu())
+        scores.append((score if all_scores else score.reshape(-1)).float().cpu())
     return torch.cat(codes), torch.cat(scores)
 

@@ -81,3 +81,26 @@ def test_read_labels_csv_and_json(tmp_path):
     (tmp_path / "empty.csv").write_text("name,label\n")
     with pytest.raises(ValueError, match="no labels"):
         read_labels(tmp_path / "empty.csv")
+
+
+def test_sampled_scores_are_the_classifier_on_clamped_constant_noise_images(small_generator):
+    """sample_scored_codes against the loop written out: lsap's z stream, no truncation,
+    constant noise, images clamped to [-1, 1]; one column or every column."""
+    from lsap.editing.interfacegan import sample_scored_codes
+    from lsap.model.sampling import sample_z
+
+    g = small_generator.eval()
+    torch.manual_seed(0)
+    head = torch.nn.Linear(3, 4)
+
+    def classifier(images):
+        return head(images.mean(dim=(2, 3)) * 5)  # scaled so that clamping matters
+
+    with torch.no_grad():
+        ws = torch.cat([g.mapping(z) for z in sample_z(10, g.z_dim, 3, 4)])
+        expected = classifier(g.synthesis(ws, noise_mode="const").clamp(-1, 1))
+    codes, every = sample_scored_codes(g, classifier, 10, seed=3, batch_size=4, all_scores=True)
+    torch.testing.assert_close(codes, ws)
+    torch.testing.assert_close(every, expected)
+    _, third = sample_scored_codes(g, classifier, 10, seed=3, batch_size=5, score_index=2)
+    torch.testing.assert_close(third, expected[:, 2])
