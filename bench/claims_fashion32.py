@@ -1,27 +1,38 @@
-"""The fashion32 claim, measured: NSCD against fidelity and editability on real test images.
+"""The fashion32 claim, measured as a two-stage table: every embedding x every refinement.
 
-On the Fashion-MNIST test images shipped with lsap (256 by default), compares
+Rows (``--embeddings`` / ``--refinements`` choose; a row whose files or module are not in
+this checkout is listed as "not yet available" with the reason):
 
-* the e4e baseline encoder against the LSAP_E encoder (lsap/assets/encoders/fashion32_*.pt),
-* LSAP_O in W+ with lambda_NSCD = 0, the default 0.05 and a larger value,
-* PTI tuned around each LSAP_O pivot (on the first ``--pti-images`` images),
+* embeddings: the e4e baseline and LSAP_E encoders (lsap/assets/encoders/fashion32_*.pt),
+  ReStyle with e4e losses and with NSCD (fashion32_restyle_*), LSAP_O in W+ with each
+  ``--lambdas`` value and LSAP_O in W at ``--w-lambda``;
+* refinements of every pivot: none, PTI (first ``--pti-images``), HFGI (the refiner trained
+  over the e4e or the NSCD embedding, by the pivot's kind) and SAM (first ``--sam-images``).
 
-by MSE, PSNR, SSIM (``lsap.evaluation.evaluate``, inputs padded to 32 px), NSCD, the FID of
-the reconstructions in the shipped classifier's penultimate features (``lsap.metrics.fid``;
-Inception FID too when an Inception file is found), class-edit success (the share of
-class-direction edits, e.g. sneaker -> ankle boot on sneaker images, that the classifier
-reads as the target class, plus ``lsap.metrics.EditSuccess``'s target / other-class score
-changes; ``lsap.evaluation.evaluators.class_edit_success``), LEC for the encoders (lsap's LEC
-evaluator, as ``lsap evaluate --encoder``) and seconds per image, plus the
-Spearman correlation between per-image NSCD and per-image edit success pooled over methods.
+Columns, each a mean over images with a 95 % bootstrap interval (``bench/claims_table.py``,
+``lsap.metrics.bootstrap``): MSE, PSNR, SSIM (``lsap.evaluation.evaluate``, inputs padded to
+32 px), the offline perceptual distance (``lsap.nets.FeatureDistance`` on the shipped
+classifier), NSCD, class keep and edit success (the six class edits at ``--edit-sigmas``
+std of w, rendered through each result's refinement) by **both** the shipped classifier
+(the labeller, which labelled the directions' codes) and the independent judge
+(``lsap.nets.fashion_judge``), the other classes' movement, the FID of the reconstructions
+in the labeller's features (over resampled image pairs), LEC for the one-shot encoders and
+seconds per image. Below the table: Spearman's rho across rows of mean NSCD with FID, class
+keep and edit success (the method-level claim), the per-image correlation, and the pivot
+effect per refinement (LSAP pivot minus baseline pivot, paired over the same images).
 
-    python bench/claims_fashion32.py [--generator fashion32] [--output outputs/claims_fashion32]  # ~12-15 min, 2 cores
-                                     [--num-images 256] [--pti-images 64]
+Test images: ``--test-images auto`` takes the full 10 000-image Fashion-MNIST test split when
+Debian's ``dataset-fashion-mnist`` is installed (the first ``--num-images`` of it), else the
+256 shipped images; the table says which.
 
-Writes ``claims.json`` and ``claims.md`` (the table) to ``--output``; every run's inversion
-outputs and ``lsap evaluate`` reports stay under ``--output/runs/<method>``. Fixed seeds
-throughout. Smoke run: ``--generator '<GeneratorSource JSON>' --num-images 4
---allow-untrained-encoders --directions DIR`` with DIR from ``bench/fashion32_directions.py``.
+    python bench/claims_fashion32.py [--generator fashion32] [--output outputs/claims_fashion32]
+        [--num-images N] [--optim-images 256] [--pti-images 64] [--sam-images 16] [--sam-steps 250]
+
+Writes ``claims.json``, ``claims.md`` (the table) and ``per_image.jsonl`` to ``--output``;
+every run's outputs and ``lsap evaluate`` reports stay under ``--output/runs/<row>``. Fixed
+seeds throughout. Smoke run: ``--generator '<GeneratorSource JSON>' --num-images 4
+--allow-untrained-encoders --directions DIR --test-images shipped`` with DIR from
+``bench/fashion32_directions.py``.
 """
 
 from __future__ import annotations
@@ -43,15 +54,14 @@ from lsap.editing import load_direction
 from lsap.encoders import Encoder4Editing
 from lsap.encoders.checkpoints import save_e4e_checkpoint
 from lsap.evaluation import evaluate
-from lsap.evaluation.evaluators import EvaluationContext, FIDEvaluator, LECEvaluator, class_edit_success
+from lsap.evaluation.evaluators import EvaluationContext, LECEvaluator
 from lsap.evaluation.options import EvaluationOptions
 from lsap.evaluation.run import EvaluationRun
-from lsap.metrics.fid import ClassifierFeatures
 from lsap.model import GeneratorSource
 from lsap.model.checkpoints import builtin_generator_path, save_generator
 from lsap.model.source import generator_from_spec
 from lsap.modules import LSAP_E, LSAP_O, PTI
-from lsap.nets.fashion_classifier import FEATURE_DIM, FashionClassifier, load_fashion_classifier
+from lsap.nets.fashion_classifier import load_fashion_classifier
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO / "lsap" / "assets"
@@ -87,64 +97,34 @@ def encoder_file(path: Path, label: str, output: Path, allow_untrained: bool, se
     return untrained, False
 
 
-def run_inversion(module: nn.Module, run_dir: Path, data: FashionSamplesDataModule, gradients: bool) -> float:
-    """``trainer.predict`` with an InversionWriter into ``run_dir``; returns the wall time."""
+def is_baseline_pivot(embedding: str) -> bool:
+    """Pivots made without the NSCD loss: the e4e losses, or LSAP_O at lambda 0."""
+    return embedding in ("encoder_e4e", "restyle_e4e") or embedding.endswith("_lambda0")
+
+
+def run_inversion(module: nn.Module, run_dir: Path, data: FashionSamplesDataModule, gradients: bool,
+                  writer: type = InversionWriter) -> float:
+    """``trainer.predict`` with an InversionWriter (or the refinement's own ``writer``) into
+    ``run_dir``; returns the wall time."""
     trainer = Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                       enable_model_summary=False, inference_mode=not gradients,
-                      callbacks=[InversionWriter(str(run_dir), skip_done=False)], default_root_dir=str(run_dir))
+                      callbacks=[writer(str(run_dir), skip_done=False)], default_root_dir=str(run_dir))
     start = time.perf_counter()
     trainer.predict(module, datamodule=data, return_predictions=False)
     return time.perf_counter() - start
 
 
-def package_context(run_dir: Path, **options: Any) -> tuple[EvaluationRun, EvaluationContext]:
+def package_context(run_dir: Path, real: Path = SHIPPED_SAMPLES_DIR, **options: Any) -> tuple[EvaluationRun, EvaluationContext]:
     """The run loaded once by lsap's evaluation (inputs padded to 32 px) and an evaluator context."""
-    chosen = EvaluationOptions(real=str(SHIPPED_SAMPLES_DIR), real_fit="pad", **options)
+    chosen = EvaluationOptions(real=str(real), real_fit="pad", **options)
     run = EvaluationRun.load(run_dir, chosen.real, chosen.real_fit)
     return run, EvaluationContext(chosen, torch.device(chosen.device), {name: {"name": name} for name in run.names})
 
 
-@torch.no_grad()
-def edit_metrics(run: EvaluationRun, generator: nn.Module, classifier: FashionClassifier,
-                 samples: FashionSamplesDataset, directions: dict[str, Any],
-                 strengths: dict[str, float]) -> tuple[dict[str, Any], dict[str, float]]:
-    """Class-edit success of one run (``lsap.evaluation.evaluators.class_edit_success``, images
-    chosen by their true class): per edit and pooled, and the per-image success (0/1)."""
-    labels = {name: int(label) for name, label in zip(samples.names, samples.labels)}
-    per_image: dict[str, float] = {}
-    summary: dict[str, Any] = {}
-    pooled = dict.fromkeys(("successes", "target_change", "others_change", "num_edits", "num_others"), 0.0)
-    hits = total = 0
-    for name, source, target in CLASS_EDITS:
-        metric, reads = class_edit_success(run, generator, classifier, directions[name], strengths[name], target,
-                                           source, labels)
-        if not reads:
-            continue
-        for key in pooled:
-            pooled[key] += float(getattr(metric, key))
-        per_image.update({f"{image}|{name}": value for image, value in reads.items()})
-        hits, total = hits + int(sum(reads.values())), total + len(reads)
-        summary[name] = {"count": len(reads), "reads_target": sum(reads.values()) / len(reads),
-                         "strength": strengths[name], **{k: v for k, v in metric.summary().items() if k != "count"}}
-    nan = float("nan")
-    summary["all"] = {"count": total, "reads_target": hits / total if total else nan,
-                      "target_score_rise": pooled["successes"] / total if total else nan,
-                      "mean_target_change": pooled["target_change"] / total if total else nan,
-                      "mean_abs_other_change": pooled["others_change"] / pooled["num_others"]
-                      if pooled["num_others"] else nan}
-    return summary, per_image
-
-
-def classifier_fid(run: EvaluationRun, context: EvaluationContext, classifier: FashionClassifier) -> float:
-    """FID of the reconstructions in the classifier's penultimate features (lsap's FID evaluator)."""
-    outcome = FIDEvaluator(ClassifierFeatures(classifier, FEATURE_DIM)).evaluate(run, context)
-    return outcome.metrics["fid"]["mean"] if "fid" in outcome.metrics else float("nan")
-
-
 def encoder_lec(run_dir: Path, generator_path: Path, encoder: Path, direction: Path, sigmas: float,
-                batch_size: int) -> dict[str, Any]:
-    """LEC of an encoder on the shipped images (lsap's LEC evaluator), the edit ``sigmas`` std of w."""
-    run, context = package_context(run_dir, generator=str(generator_path), encoder=str(encoder),
+                batch_size: int, real: Path = SHIPPED_SAMPLES_DIR) -> dict[str, Any]:
+    """LEC of an encoder on the images of ``real`` (lsap's LEC evaluator), the edit ``sigmas`` std of w."""
+    run, context = package_context(run_dir, real, generator=str(generator_path), encoder=str(encoder),
                                    direction=str(direction), strength=sigmas, strength_unit="std",
                                    batch_size=batch_size)
     return LECEvaluator().evaluate(run, context).metrics["lec"]
@@ -182,25 +162,49 @@ def markdown(rows: list[dict[str, Any]], correlation: dict[str, Any], settings: 
 
 
 def main() -> None:
+    import claims_table as table  # the two-stage table's helpers, beside this script
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--generator", default="fashion32")
     parser.add_argument("--output", default="outputs/claims_fashion32")
-    parser.add_argument("--num-images", type=int, default=256)
-    parser.add_argument("--pti-images", type=int, default=64, help="PTI runs on the first N of the images")
+    parser.add_argument("--test-images", choices=["auto", "full", "shipped"], default="auto",
+                        help="auto: the full 10 000-image test split when Debian's dataset-fashion-mnist is "
+                             "installed, else the 256 shipped images")
+    parser.add_argument("--fashion-root", default="/usr/share/datasets/fashion-mnist")
+    parser.add_argument("--num-images", type=int, default=None,
+                        help="encoder rows use the first N test images (default: all of them)")
+    parser.add_argument("--optim-images", type=int, default=256, help="LSAP_O rows use the first N")
+    parser.add_argument("--pti-images", type=int, default=64, help="PTI runs on the first N of each pivot's images")
     parser.add_argument("--e4e-encoder", default=str(ASSETS / "encoders" / "fashion32_e4e.pt"))
     parser.add_argument("--lsap-encoder", default=str(ASSETS / "encoders" / "fashion32_lsap.pt"))
     parser.add_argument("--allow-untrained-encoders", action="store_true",
                         help="smoke runs: use seeded untrained encoders where the files are missing")
     parser.add_argument("--directions", default=str(ASSETS / "directions"))
+    parser.add_argument("--judge", default=None, help="judge weights (default: the shipped fashion_judge)")
     parser.add_argument("--lambdas", type=float, nargs="+", default=[0.0, 0.05, 0.5])
+    parser.add_argument("--w-lambda", type=float, default=0.05, help="lambda_NSCD of the LSAP_O W row")
     parser.add_argument("--lsap-o-steps", type=int, default=80)
     parser.add_argument("--pti-steps", type=int, default=30)
+    parser.add_argument("--refinements", nargs="+", default=["none", "pti", "hfgi", "sam"],
+                        choices=["none", "pti", "hfgi", "sam"])
+    parser.add_argument("--embeddings", nargs="+", default=None,
+                        help="embedding rows to make (default: all; names as in the table)")
+    parser.add_argument("--restyle-encoders", nargs=2, default=[str(ASSETS / "encoders" / "fashion32_restyle_e4e.pt"),
+                                                                 str(ASSETS / "encoders" / "fashion32_restyle_lsap.pt")],
+                        metavar=("E4E", "NSCD"), help="ReStyle encoders (rows left out, and said so, when missing)")
+    parser.add_argument("--hfgi-refiners", nargs=2, default=["fashion32_hfgi_e4e", "fashion32_hfgi_lsap"],
+                        metavar=("E4E", "LSAP"), help="HFGI refiners trained over the e4e / LSAP_E encoders")
+    parser.add_argument("--sam-images", type=int, default=16, help="SAM runs on the first N of each pivot's images")
+    parser.add_argument("--sam-steps", type=int, default=250)
+    parser.add_argument("--restyle-steps", type=int, default=5)
     parser.add_argument("--edit-sigmas", type=float, default=3.0,
                         help="edit strength in standard deviations of sampled w along the direction")
     parser.add_argument("--anchor-samples", type=int, default=20_000)
     parser.add_argument("--inception", default=None, help="Inception file for FID (skipped when not found)")
+    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of each interval")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lec-batch-size", type=int, default=8)
+    parser.add_argument("--lec-images", type=int, default=256, help="LEC on the first N images")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -214,8 +218,16 @@ def main() -> None:
     gfile = generator_file(args.generator, output)
     source = GeneratorSource(checkpoint=str(gfile))
     generator = source.build()
-    classifier = load_fashion_classifier()
-    samples = FashionSamplesDataset(limit=args.num_images)
+    from lsap.nets.fashion_judge import load_fashion_judge
+    from lsap.nets.perceptual import FeatureDistance
+
+    labeller = load_fashion_classifier()
+    classifiers = {"labeller": labeller, "judge": load_fashion_judge(args.judge)}
+    perceptual = FeatureDistance("fashion_classifier")
+    images_dir, images_note = table.choose_test_images(args.test_images, output, args.fashion_root)
+    real_dir = images_dir or SHIPPED_SAMPLES_DIR
+    samples = FashionSamplesDataset(real_dir, limit=args.num_images)
+    labels = {name: int(label) for name, label in zip(samples.names, samples.labels)}
     directions_dir = Path(args.directions)
     missing = [n for n, _, _ in CLASS_EDITS if not (directions_dir / f"{n}.pt").is_file()]
     if missing:
@@ -226,80 +238,172 @@ def main() -> None:
         d.check_generator(generator)
     # Strengths in the directions' own unit: k standard deviations of sampled w along each.
     strengths = {n: d.std_strength(generator, args.edit_sigmas, seed=args.seed) for n, d in directions.items()}
+    edits = [(n, directions[n], strengths[n], src, dst) for n, src, dst in CLASS_EDITS]
 
     def data(limit: int, batch_size: int) -> FashionSamplesDataModule:
-        return FashionSamplesDataModule(limit=min(limit, args.num_images), val_batch_size=batch_size)
+        return FashionSamplesDataModule(root=str(real_dir), limit=min(limit, len(samples)),
+                                        val_batch_size=batch_size)
 
-    methods: list[dict[str, Any]] = []
+    rows_todo: list[dict[str, Any]] = []
     common = {"lpips": None, "loss_resolution": 32, "anchor_samples": args.anchor_samples}
     for label, path in (("e4e", args.e4e_encoder), ("lsap", args.lsap_encoder)):
         file, trained = encoder_file(Path(path), label, output, args.allow_untrained_encoders, args.seed)
         module = LSAP_E(generator=source, encoder=Encoder4Editing(**ENCODER_ARCH), encoder_checkpoint=str(file),
                         identity=None, moco=None, **common).eval()
         name = f"encoder_{label}" + ("" if trained else "_untrained")
-        seconds = run_inversion(module, runs / name, data(args.num_images, args.batch_size), gradients=False)
+        seconds = run_inversion(module, runs / name, data(len(samples), args.batch_size), gradients=False)
         lec = encoder_lec(runs / name, gfile, file, directions_dir / f"{LEC_DIRECTION}.pt", args.edit_sigmas,
-                          args.lec_batch_size)
-        methods.append({"method": name, "dir": runs / name, "seconds": seconds, "images": len(samples),
-                        "lec": lec, "encoder": str(file)})
-    pivots = []
-    for lam in args.lambdas:
-        name = f"lsap_o_w+_lambda{lam:g}"
-        module = LSAP_O(generator=source, space="w+", num_steps=args.lsap_o_steps, lambda_lpips=0.0, lambda_mse=1.0,
+                          args.lec_batch_size, table.first_images(Path(real_dir), args.lec_images, output / "test_images"))
+        rows_todo.append({"embedding": f"encoder_{label}", "method": name, "refinement": "none",
+                          "dir": runs / name, "seconds": seconds, "images": len(samples), "lec": lec,
+                          "encoder": str(file)})
+    unavailable: dict[str, str] = {}
+    restyle_files = dict(zip(("e4e", "lsap"), args.restyle_encoders))
+    if all(Path(f).is_file() for f in restyle_files.values()):
+        from lsap.modules import ReStyle
+
+        for label, file in restyle_files.items():
+            module = ReStyle(generator=source, encoder=Encoder4Editing(**{**ENCODER_ARCH, "input_channels": 6}),
+                             encoder_checkpoint=file, num_steps=args.restyle_steps, identity=None, moco=None,
+                             **common).eval()
+            name = f"restyle_{label}"
+            seconds = run_inversion(module, runs / name, data(len(samples), args.batch_size), gradients=False)
+            rows_todo.append({"embedding": name, "method": name, "refinement": "none", "dir": runs / name,
+                              "seconds": seconds, "images": len(samples), "encoder": file})
+    else:
+        unavailable["ReStyle (e4e, NSCD)"] = "its fashion32 encoders are not in this checkout"
+    optim_images = min(args.optim_images, len(samples))
+    spaces = [("w+", lam) for lam in args.lambdas] + [("w", args.w_lambda)]
+    for space, lam in spaces:
+        name = f"lsap_o_{space}_lambda{lam:g}"
+        module = LSAP_O(generator=source, space=space, num_steps=args.lsap_o_steps, lambda_lpips=0.0, lambda_mse=1.0,
                         lambda_nscd=lam, seed=args.seed, progress=False, **common)
-        seconds = run_inversion(module, runs / name, data(args.num_images, args.batch_size), gradients=True)
-        methods.append({"method": name, "dir": runs / name, "seconds": seconds, "images": len(samples)})
-        pivots.append((lam, runs / name))
-    pti_images = min(args.pti_images, args.num_images)
-    for lam, pivot_dir in pivots:
-        name = f"pti_on_lambda{lam:g}"
-        module = PTI(generator=source, pivots_dir=str(pivot_dir), num_steps=args.pti_steps, lambda_lpips=0.0,
-                     early_stop_lpips=None, progress=False, **common)
-        seconds = run_inversion(module, runs / name, data(pti_images, 1), gradients=True)
-        methods.append({"method": name, "dir": runs / name, "seconds": seconds, "images": pti_images})
+        seconds = run_inversion(module, runs / name, data(optim_images, args.batch_size), gradients=True)
+        rows_todo.append({"embedding": name, "method": name, "refinement": "none", "dir": runs / name,
+                          "seconds": seconds, "images": optim_images})
+    pti_images = min(args.pti_images, len(samples))
+    if "pti" in args.refinements:
+        for pivot in [r for r in rows_todo if r["refinement"] == "none"]:
+            name = f"pti_on_{pivot['embedding']}"
+            module = PTI(generator=source, pivots_dir=str(pivot["dir"]), num_steps=args.pti_steps, lambda_lpips=0.0,
+                         early_stop_lpips=None, progress=False, **common)
+            seconds = run_inversion(module, runs / name, data(pti_images, 1), gradients=True)
+            rows_todo.append({"embedding": pivot["embedding"], "method": name, "refinement": "pti",
+                              "dir": runs / name, "seconds": seconds + pivot["seconds"] / pivot["images"] * pti_images,
+                              "images": pti_images})
+    pivots = [r for r in rows_todo if r["refinement"] == "none"]
+    if "hfgi" in args.refinements:
+        try:
+            from lsap.callbacks.hfgi_writer import HFGIWriter
+            from lsap.modules import HFGI
+
+            refiners = dict(zip(("e4e", "lsap"), args.hfgi_refiners))
+            for pivot in pivots:
+                kind = "e4e" if is_baseline_pivot(pivot["embedding"]) else "lsap"  # the refiner of its kind
+                name = f"hfgi_on_{pivot['embedding']}"
+                module = HFGI(generator=source, pivots_dir=str(pivot["dir"]), refiner_checkpoint=refiners[kind],
+                              **common).eval()
+                seconds = run_inversion(module, runs / name, data(pivot["images"], args.batch_size), gradients=False,
+                                        writer=HFGIWriter)
+                rows_todo.append({"embedding": pivot["embedding"], "method": name, "refinement": "hfgi",
+                                  "dir": runs / name, "images": pivot["images"],
+                                  "seconds": seconds + pivot["seconds"], "refiner": refiners[kind]})
+        except (ImportError, FileNotFoundError) as error:
+            unavailable["HFGI on every pivot"] = f"not yet available ({type(error).__name__}: {error})"
+    if "sam" in args.refinements:
+        try:
+            from lsap.callbacks.sam_writer import SAMWriter
+            from lsap.modules import SAM
+            from lsap.refine.segments import SuperpixelSegmenter
+
+            sam_images = min(args.sam_images, len(samples))
+            for pivot in pivots:
+                name = f"sam_on_{pivot['embedding']}"
+                module = SAM(source, pivots_dir=str(pivot["dir"]), lpips=FeatureDistance("fashion_classifier"),
+                             segmenter=SuperpixelSegmenter(num_segments=16), num_steps=args.sam_steps, seed=args.seed,
+                             progress=False, invertibility="fashion32", blocks=[4, 8], threshold=0.225,
+                             loss_resolution=32, anchor_samples=args.anchor_samples)
+                seconds = run_inversion(module, runs / name, data(sam_images, args.batch_size), gradients=True,
+                                        writer=SAMWriter)
+                rows_todo.append({"embedding": pivot["embedding"], "method": name, "refinement": "sam",
+                                  "dir": runs / name, "images": sam_images,
+                                  "seconds": seconds + pivot["seconds"] / pivot["images"] * sam_images})
+        except (ImportError, FileNotFoundError) as error:
+            unavailable["SAM on every pivot"] = f"not yet available ({type(error).__name__}: {error})"
+    if "none" not in args.refinements:
+        rows_todo = [r for r in rows_todo if r["refinement"] != "none"]
+
+    from lsap.evaluation.run import EvaluationRun
 
     rows, nscd_values, success_values = [], [], []
-    for method in methods:
+    for method in rows_todo:
         run_dir: Path = method["dir"]
-        report = evaluate(str(run_dir), str(SHIPPED_SAMPLES_DIR), output=str(run_dir / "evaluation"),
+        row_real = table.first_images(Path(real_dir), method["images"], output / "test_images")
+        report = evaluate(str(run_dir), str(row_real), output=str(run_dir / "evaluation"),
                           inception=args.inception, generator=str(gfile), nscd_samples=args.anchor_samples,
                           real_fit="pad", pca_samples=0, batch_size=args.batch_size)
-        metrics = report["metrics"]
-        run, context = package_context(run_dir, batch_size=args.batch_size)
-        edits, per_image_success = edit_metrics(run, generator, classifier, samples, directions, strengths)
-        per_image = [json.loads(line) for line in (run_dir / "evaluation" / "per_image.jsonl").read_text().splitlines()
-                     if line.strip()]
-        nscd_of = {row["name"]: row.get("nscd") for row in per_image}
-        for key, success in per_image_success.items():
-            value = nscd_of.get(key.split("|")[0])
-            if value is not None:
-                nscd_values.append(float(value))
-                success_values.append(success)
+        per_image = {row["name"]: row for row in
+                     (json.loads(line) for line in (run_dir / "evaluation" / "per_image.jsonl").read_text().splitlines()
+                      if line.strip())}
+        run = EvaluationRun.load(run_dir, row_real, "pad")
+        for key, values in table.class_keep(run, labels, classifiers).items():
+            for name, value in values.items():
+                per_image.setdefault(name, {"name": name})[f"keep_{key}"] = value
+        for name, value in table.perceptual_distance(run, perceptual).items():
+            per_image.setdefault(name, {"name": name})["perceptual"] = value
+        per_edit = table.edit_scores(run, labels, generator, classifiers, edits)
+        values = table.row_intervals(per_image, per_edit, args.resamples, args.seed)
+        real_feats, fake_feats = table.fid_features(run, labeller)
+        values["fid"] = table.fid_interval(real_feats, fake_feats, resamples=max(20, args.resamples // 5),
+                                           seed=args.seed)
+        for key, result in per_edit.items():
+            nscd = per_image.get(key.split("|")[0], {}).get("nscd")
+            if nscd is not None:
+                nscd_values.append(float(nscd))
+                success_values.append(result["edit_judge"])
         lec = method.get("lec")
-        rows.append({
-            "method": method["method"], "images": method["images"],
-            "mse": metrics.get("mse", {}).get("mean"), "psnr": metrics.get("psnr", {}).get("mean"),
-            "ssim": metrics.get("ssim", {}).get("mean"), "nscd": metrics.get("nscd", {}).get("mean"),
-            "fid_classifier": classifier_fid(run, context, classifier),
-            "fid_inception": metrics.get("fid", {}).get("mean"),
-            "edit_reads_target": edits["all"]["reads_target"],
-            "edit_other_change": edits["all"]["mean_abs_other_change"],
-            "lec": lec["mean"] if lec else None, "seconds_per_image": method["seconds"] / method["images"],
-            "edits": edits, "lec_detail": lec, "skipped": report["skipped"], "encoder": method.get("encoder"),
-        })
-        print(f"{method['method']}: MSE {fmt(rows[-1]['mse'])}, NSCD {fmt(rows[-1]['nscd'])}, "
-              f"edit -> target {fmt(rows[-1]['edit_reads_target'], 3)}", flush=True)
-    correlation = spearman(nscd_values, success_values)
-    settings = {"generator": args.generator, "images": args.num_images, "PTI images": pti_images,
+        edit_counts = {n: sum(1 for k in per_edit if k.endswith(f"|{n}")) for n, _, _ in CLASS_EDITS}
+        row = {
+            "method": method["method"], "embedding": method["embedding"], "refinement": method["refinement"],
+            "images": len(run.pairs), "values": values, "lec": lec["mean"] if lec else None,
+            "seconds_per_image": method["seconds"] / max(1, method["images"]),
+            "per_image": per_image, "per_edit": per_edit, "edit_counts": edit_counts,
+            "skipped": report["skipped"], "encoder": method.get("encoder"),
+            # the single-number view of earlier tables
+            "mse": values["mse"].value if values["mse"] else None,
+            "nscd": values["nscd"].value if values["nscd"] else None,
+            "fid_classifier": values["fid"].value, "fid_inception": report["metrics"].get("fid", {}).get("mean"),
+            "edit_reads_target": values["edit_labeller"].value if values["edit_labeller"] else float("nan"),
+            "edits": {"all": {"count": len(per_edit)}}, "lec_detail": lec,
+        }
+        rows.append(row)
+        print(f"{row['method']}: " + ", ".join(f"{k} {table.cell(values.get(k), 4)}"
+                                                 for k in ("mse", "nscd", "keep_judge", "edit_judge")), flush=True)
+    correlations = table.spearman_across_rows(rows)
+    per_image_correlation = spearman(nscd_values, success_values)
+    chosen = f"lsap_o_w+_lambda{args.lambdas[1] if len(args.lambdas) > 1 else args.lambdas[0]:g}"
+    pairs = table.PIVOT_PAIRS + ((chosen, f"lsap_o_w+_lambda{args.lambdas[0]:g}"),)
+    effects = table.pivot_effects(rows, pairs, args.resamples, args.seed)
+    settings = {"generator": args.generator, "test images": images_note, "encoder images": len(samples),
+                "LSAP_O images": optim_images, "PTI images": pti_images,
                 "LSAP_O steps": args.lsap_o_steps, "PTI steps": args.pti_steps,
-                "lambda_NSCD": args.lambdas, "edit strength": f"{args.edit_sigmas:g} std of w along the direction",
-                "anchor samples": args.anchor_samples, "seed": args.seed, "threads": args.threads}
-    result = {"settings": settings, "rows": rows, "spearman_nscd_vs_edit_success": correlation,
-              "edit_strengths": strengths, "seconds_total": time.perf_counter() - started}
-    (output / "claims.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    table = markdown(rows, correlation, settings)
-    (output / "claims.md").write_text(table)
-    print(table, end="")
+                "lambda_NSCD": args.lambdas, "LSAP_O W lambda": args.w_lambda,
+                "edit strength": f"{args.edit_sigmas:g} std of w along the direction",
+                "bootstrap resamples": args.resamples, "anchor samples": args.anchor_samples, "seed": args.seed,
+                "threads": args.threads}
+    result = {"settings": settings, "rows": [{k: v for k, v in r.items() if k not in ("per_image", "per_edit")}
+                                             for r in rows],
+              "spearman_across_rows": correlations, "spearman_nscd_vs_edit_success": per_image_correlation,
+              "pivot_effects": effects, "unavailable": unavailable, "edit_strengths": strengths,
+              "seconds_total": time.perf_counter() - started}
+    (output / "claims.json").write_text(json.dumps(table.interval_json(result), indent=2, default=str) + "\n")
+    with (output / "per_image.jsonl").open("w") as f:
+        for r in rows:
+            for name, values in r["per_image"].items():
+                f.write(json.dumps({"method": r["method"], **values}) + "\n")
+    text = table.markdown(rows, unavailable, correlations, effects, per_image_correlation, settings)
+    (output / "claims.md").write_text(text)
+    print(text, end="")
     print(f"wrote {output / 'claims.json'} and {output / 'claims.md'} in {time.perf_counter() - started:.0f} s")
 
 

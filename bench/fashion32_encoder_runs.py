@@ -160,19 +160,24 @@ def score_run(args: argparse.Namespace, kind: str, seed: int, test_dir: Path | N
     from lsap.nets.fashion_classifier import load_fashion_classifier
     from lsap.nets.fashion_judge import load_fashion_judge
 
-    run_dir = args.runs / "encoders" / run_name(kind, seed, args.nscd_weight)
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())["model"]["init_args"]
+    if kind == "file":  # an exported encoder file (e.g. a shipped one), with the configs' settings
+        config = yaml.safe_load(BASE_CONFIGS["e4e"].read_text())["model"]["init_args"]
+        encoder_file, out = Path(args.encoder_file), {"run": args.encoder_file, "step": None}
+    else:
+        run_dir = args.runs / "encoders" / run_name(kind, seed, args.nscd_weight)
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())["model"]["init_args"]
+        step_file = run_dir / "checkpoints" / "last.ckpt"
+        out = {"run": run_dir.name,
+               "step": int(torch.load(step_file, map_location="cpu", weights_only=True)["global_step"])}
     with tempfile.TemporaryDirectory() as tmp:
-        exported = Path(tmp) / "encoder.pt"
-        subprocess.run([sys.executable, str(REPO / "bench/export_fashion32_encoder.py"),
-                        str(run_dir / "checkpoints" / "last.ckpt"), str(exported)], check=True)
+        if kind != "file":
+            encoder_file = Path(tmp) / "encoder.pt"
+            subprocess.run([sys.executable, str(REPO / "bench/export_fashion32_encoder.py"), str(step_file),
+                            str(encoder_file)], check=True)
         module = LSAP_E(generator=config["generator"], encoder=Encoder4Editing(**config["encoder"]["init_args"]),
-                        encoder_checkpoint=str(exported), lpips=None, identity=None, moco=None, loss_resolution=32,
+                        encoder_checkpoint=str(encoder_file), lpips=None, identity=None, moco=None, loss_resolution=32,
                         anchor_samples=config["anchor_samples"]).eval()
     classifiers = {"labeller": load_fashion_classifier(), "judge": load_fashion_judge()}
-    out = {"run": run_dir.name, "step": None}
-    step_file = run_dir / "checkpoints" / "last.ckpt"
-    out["step"] = int(torch.load(step_file, map_location="cpu", weights_only=True)["global_step"])
     for split, folder in (("validation (training images)", args.val_dir), ("test", test_dir)):
         if folder is None:
             continue
@@ -232,6 +237,7 @@ def main() -> None:
     parser.add_argument("--anchor-samples", type=int, default=None, help="S^N anchor samples (default: the configs')")
     parser.add_argument("--val-per-class", type=int, default=VAL_PER_CLASS)
     parser.add_argument("--test-dir", default=None, help="score: also these test images (NNNN_<class>.png)")
+    parser.add_argument("--encoder-file", default=None, help="score: an exported encoder file instead of runs")
     args = parser.parse_args()
     args.val_dir = args.val_dir or args.runs / "fashion_val_train"
 
@@ -269,7 +275,8 @@ def main() -> None:
         import json
 
         test_dir = Path(args.test_dir) if args.test_dir else None
-        for kind, seed in pairs(args.items):
+        runs = [("file", 0)] if args.encoder_file else pairs(args.items)
+        for kind, seed in runs:
             print(json.dumps(score_run(args, kind, seed, test_dir)), flush=True)
     elif args.action == "best":
         if len(args.items) < 3 or args.items[0] not in BASE_CONFIGS:

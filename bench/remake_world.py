@@ -186,7 +186,8 @@ class World:
                         "--lsap-encoder", str(self.out / "encoders" / "fashion32_lsap.pt")]
         if self.tiny:
             command += ["--num-images", "4", "--pti-images", "2", "--lsap-o-steps", "3", "--pti-steps", "2",
-                        "--anchor-samples", "300", "--threads", "1", "--lec-batch-size", "2", "--batch-size", "4"]
+                        "--anchor-samples", "300", "--threads", "1", "--lec-batch-size", "2", "--batch-size", "4",
+                        "--test-images", "shipped", "--refinements", "none", "pti", "--resamples", "50"]
         command += self.args.claims_args
         return Plan(commands=[command])
 

@@ -145,19 +145,29 @@ def test_claims_script_runs_end_to_end_on_a_tiny_subset(tmp_path):
          "--allow-untrained-encoders", "--e4e-encoder", str(tmp_path / "none.pt"),
          "--lsap-encoder", str(tmp_path / "none.pt"),
          "--lsap-o-steps", "3", "--pti-steps", "2", "--anchor-samples", "300", "--threads", "1",
-         "--lec-batch-size", "2", "--batch-size", "4"], tmp_path)
+         "--lec-batch-size", "2", "--batch-size", "4", "--test-images", "shipped", "--refinements", "none", "pti",
+         "sam", "--sam-images", "2", "--sam-steps", "2", "--resamples", "50"], tmp_path)
     result = json.loads((out / "claims.json").read_text())
     methods = [row["method"] for row in result["rows"]]
-    assert methods == ["encoder_e4e_untrained", "encoder_lsap_untrained", "lsap_o_w+_lambda0",
-                       "lsap_o_w+_lambda0.05", "lsap_o_w+_lambda0.5", "pti_on_lambda0", "pti_on_lambda0.05",
-                       "pti_on_lambda0.5"]
+    pivots = ["encoder_e4e", "encoder_lsap", "restyle_e4e", "restyle_lsap", "lsap_o_w+_lambda0", "lsap_o_w+_lambda0.05",
+              "lsap_o_w+_lambda0.5", "lsap_o_w_lambda0.05"]
+    assert methods == ["encoder_e4e_untrained", "encoder_lsap_untrained", *pivots[2:],
+                       *[f"pti_on_{p}" for p in pivots], *[f"sam_on_{p}" for p in pivots]]
+    assert "HFGI" not in str(result["unavailable"]), "HFGI was not asked for"
     for row in result["rows"]:
-        assert row["images"] == (2 if row["method"].startswith("pti") else 4)
+        assert row["images"] == (2 if row["refinement"] in ("pti", "sam") else 4)
+        for key in ("mse", "nscd", "keep_judge", "keep_labeller"):
+            interval = row["values"][key]
+            assert interval is None or interval["low"] <= interval["value"] <= interval["high"]
         assert row["mse"] > 0 and row["nscd"] > 0 and row["fid_classifier"] >= 0
         assert 0 <= row["edit_reads_target"] <= 1 or row["edits"]["all"]["count"] == 0
     assert result["rows"][0]["lec"] is not None
     assert result["spearman_nscd_vs_edit_success"]["n"] >= 0
-    assert "| method |" in (out / "claims.md").read_text()
+    assert result["spearman_across_rows"]["fid"]["n"] == len(methods)
+    assert {(e["refinement"], e["lsap"]) for e in result["pivot_effects"]} >= {("none", "lsap_o_w+_lambda0.05"),
+                                                                                 ("pti", "restyle_lsap")}
+    table = (out / "claims.md").read_text()
+    assert "| method |" in table and "the 256 shipped test images" in table and "class keep (judge)" in table
 
 
 def test_evaluate_takes_the_builtin_generator_encoder_and_direction_names(tmp_path):
