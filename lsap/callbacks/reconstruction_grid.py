@@ -72,6 +72,7 @@ def label_strip(lines_per_column: Sequence[Sequence[str]], column_width: int, pa
     for j, lines in enumerate(lines_per_column):
         left = padding + j * (column_width + padding)
         for k, line in enumerate(lines):
+            line = line.replace(" ", "  ")  # the built-in bitmap font's space is 1-2 px wide
             text_width = draw.textlength(line, font=font)
             draw.text((left + max(0.0, (column_width - text_width) / 2), k * line_height + 1), line, fill=0, font=font)
     strip = torch.from_numpy(np.asarray(picture, dtype=np.float32) / 127.5 - 1.0)
