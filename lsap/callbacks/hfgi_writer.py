@@ -25,6 +25,8 @@ class HFGIWriter(InversionWriter):
     """:class:`~lsap.callbacks.InversionWriter` for :class:`~lsap.modules.HFGI` runs (same
     arguments); also writes ``hfgi_inputs/<name>.png``."""
 
+    written_state_keys = (INPUT_KEY,)
+
     def input_path(self, name: str):
         return self.output_dir / INPUTS_DIR / f"{name}.png"
 

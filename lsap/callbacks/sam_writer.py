@@ -27,6 +27,8 @@ class SAMWriter(InversionWriter):
     """:class:`~lsap.callbacks.InversionWriter` for :class:`~lsap.modules.sam.SAM` runs
     (same arguments); also writes ``sam/<name>.pt`` and lists failed inputs."""
 
+    written_state_keys = (STATE_KEY,)
+
     def state_path(self, name: str):
         return self.output_dir / STATE_DIR / f"{name}.pt"
 

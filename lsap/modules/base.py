@@ -13,6 +13,7 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor
 
+from lsap.errors import BadValueError
 from lsap.losses import L2Loss
 from lsap.nets.perceptual import PerceptualDistance
 from lsap.losses.nscd import NSCDLoss
@@ -165,6 +166,18 @@ class FrozenGeneratorModule(LightningModule):
         with torch.no_grad():
             layers = self.nscd_loss.alignment.distances(ws.detach(), torch.float64).float()
         return layers.mean(dim=1), layers
+
+    #: Prediction entries that only a dedicated writer stores (a refinement's per-image state);
+    #: a predict run without such a writer would silently drop them, so it is refused first.
+    prediction_state_keys: tuple[str, ...] = ()
+
+    def on_predict_start(self) -> None:
+        missing = [key for key in self.prediction_state_keys
+                   if not any(key in getattr(cb, "written_state_keys", ()) for cb in self.trainer.callbacks)]
+        if missing:
+            raise BadValueError(
+                f"{type(self).__name__} predictions carry {missing}, which no callback of this run writes: use the "
+                f"writer made for it (see lsap.callbacks) in trainer.callbacks, or its results could not be edited")
 
     def build_prediction(self, pending: InversionPrediction, ws: Tensor, image: Tensor,
                          losses: dict[str, Tensor], meta: dict[str, Any], **extra: Any) -> InversionPrediction:

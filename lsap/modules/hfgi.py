@@ -94,6 +94,8 @@ class HFGI(FrozenGeneratorModule):
         loss_resolution / anchor_*: see :class:`~lsap.modules.base.FrozenGeneratorModule`.
     """
 
+    prediction_state_keys = (INPUT_KEY,)
+
     def __init__(
         self,
         generator: GeneratorSource,

@@ -85,6 +85,8 @@ class SAM(FrozenGeneratorModule):
         progress: progress bar over the steps (rank 0 only).
     """
 
+    prediction_state_keys = (STATE_KEY,)
+
     def __init__(
         self,
         generator: GeneratorSource,

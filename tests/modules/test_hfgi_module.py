@@ -162,15 +162,24 @@ def test_predict_from_a_pivots_folder_uses_its_codes(tmp_path):
 
 
 def test_editing_without_the_stored_input_is_a_clear_error(tmp_path):
+    import shutil
+
     from lsap.callbacks import InversionWriter
-    from lsap.errors import MissingInputError
+    from lsap.callbacks.hfgi_writer import HFGIWriter
+    from lsap.errors import BadValueError, MissingInputError
 
     module = make_module(tmp_path, refiner=None,
                          refiner_checkpoint=str(save_hfgi_refiner(tmp_path / "r.pt", make_module(tmp_path).refiner)))
+    data = FashionSamplesDataModule(limit=1, val_batch_size=1)
+    plain = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                    callbacks=[InversionWriter(output_dir=str(tmp_path / "plain"))])
+    with pytest.raises(BadValueError, match="hfgi_input"):  # a writer that would drop the inputs is refused
+        plain.predict(module, datamodule=data)
     trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-                      callbacks=[InversionWriter(output_dir=str(tmp_path / "plain"))])
-    trainer.predict(module, datamodule=FashionSamplesDataModule(limit=1, val_batch_size=1))
-    record = next(iter(InversionResults(tmp_path / "plain")))
+                      callbacks=[HFGIWriter(output_dir=str(tmp_path / "hfgi"))])
+    trainer.predict(module, datamodule=data)
+    shutil.rmtree(tmp_path / "hfgi" / "hfgi_inputs")  # a folder that lost its stored inputs
+    record = next(iter(InversionResults(tmp_path / "hfgi")))
     with pytest.raises(MissingInputError, match="HFGIWriter"):
         refinement_renderer(module.generator, record, record.load_code())
 

@@ -97,13 +97,24 @@ def write_inputs(tmp_path: Path, model: SAM, count: int) -> None:
         pivots.write_record({"name": str(i), "key": str(i), "losses": {}, "nscd": None, "meta": {}})
 
 
-def predict(model: SAM, tmp_path: Path) -> dict:
+def predict(model: SAM, tmp_path: Path, writer: type = SAMWriter) -> dict:
     out = tmp_path / "sam_out"
     trainer = Trainer(accelerator="cpu", devices=1, inference_mode=False, logger=False, enable_progress_bar=False,
-                      enable_model_summary=False, callbacks=[SAMWriter(str(out))], default_root_dir=out)
+                      enable_model_summary=False, callbacks=[writer(str(out))], default_root_dir=out)
     trainer.predict(model, datamodule=ImageDataModule(predict_dir=str(tmp_path / "in"), preset="face",
                                                       resolution=16, batch_size=2, num_workers=0))
     return json.loads((out / "summary.json").read_text())
+
+
+def test_a_run_whose_writer_would_drop_the_states_is_refused_before_any_step(tmp_path: Path) -> None:
+    from lsap.callbacks import InversionWriter
+    from lsap.errors import BadValueError
+
+    model = make_sam(tmp_path, num_steps=2)
+    write_inputs(tmp_path, model, 2)
+    with pytest.raises(BadValueError, match="sam_state"):
+        predict(model, tmp_path, writer=InversionWriter)
+    assert not (tmp_path / "sam_out" / "codes").exists()
 
 
 def test_results_layout_skips_resume_and_editing_at_strength_zero(tmp_path: Path) -> None:
