@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
 
 from lsap.encoders import load_encoder_checkpoint
 from lsap.encoders.checkpoints import build_encoder_from_state_dict, save_e4e_checkpoint

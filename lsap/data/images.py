@@ -23,7 +23,6 @@ Unreadable files never stop a run. They are found twice:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
-import torch
 from torch import Tensor, nn
 
 from lsap.editing.directions import Direction, check_layers, load_direction, parse_layers

@@ -13,14 +13,14 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor
 
-from lsap.errors import BadValueError
+from lsap.errors import BadFileError, BadValueError, MissingInputError
 from lsap.losses import L2Loss
 from lsap.nets.perceptual import PerceptualDistance
 from lsap.losses.nscd import NSCDLoss
 from lsap.losses.reconstruction import to_resolution
 from lsap.style import Anchors, compute_anchors, generator_fingerprint
 from lsap.model import Generator, GeneratorSource
-from lsap.results import InversionPrediction
+from lsap.results import InversionPrediction, InversionResults
 from lsap.run_settings import NEUTRAL_SETTINGS, state_fingerprint
 
 __all__ = ["FrozenGeneratorModule", "require_grad_mode"]
@@ -167,6 +167,28 @@ class FrozenGeneratorModule(LightningModule):
             layers = self.nscd_loss.alignment.distances(ws.detach(), torch.float64).float()
         return layers.mean(dim=1), layers
 
+    # ----- pivots (refinements) -------------------------------------------------------------
+    #: The embedding's results folder a refinement starts from (None: the module has none).
+    pivots: InversionResults | None = None
+
+    def load_pivot(self, name: str) -> dict[str, Any]:
+        """The pivot code of image ``name`` from :attr:`pivots`, checked: present, of this
+        generator's shape and finite, and (when recorded) made with this generator."""
+        if self.pivots is None:
+            raise BadValueError(f"{type(self).__name__} was given no pivots folder (pivots_dir)")
+        path = self.pivots.code_path(name)
+        if not path.is_file():
+            raise MissingInputError(
+                f"no pivot for '{name}': expected '{path}'. Run an embedding (LSAP_O, LSAP_E, e4e, ReStyle) with "
+                f"an InversionWriter whose output_dir is '{self.pivots.root}' first")
+        pivot = self.pivots.load_code(name, shape=(self.generator.num_ws, self.generator.w_dim))
+        made_with = (pivot.get("meta") or {}).get("generator_hash")
+        if made_with is not None and made_with != self.generator_hash:
+            raise BadFileError(f"pivot '{path}' was embedded with another generator than "
+                               f"{type(self).__name__}'s (fingerprints differ)")
+        return pivot
+
+    # ----- prediction -----------------------------------------------------------------------
     #: Prediction entries that only a dedicated writer stores (a refinement's per-image state);
     #: a predict run without such a writer would silently drop them, so it is refused first.
     prediction_state_keys: tuple[str, ...] = ()

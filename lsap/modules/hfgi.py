@@ -20,7 +20,6 @@ file or built-in name, the input root). See :func:`lsap.refine.hfgi_editing.rend
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -251,18 +250,6 @@ class HFGI(FrozenGeneratorModule):
                 checkpoint["state_dict"].setdefault(key, value)
 
     # ----- predict -------------------------------------------------------------------------
-    def load_pivot(self, name: str) -> dict[str, Any]:
-        assert self.pivots is not None
-        path = self.pivots.code_path(name)
-        if not path.is_file():
-            raise FileNotFoundError(f"no pivot for '{name}': expected '{path}' (run an embedding with an "
-                                    f"InversionWriter whose output_dir is '{self.pivots.root}' first)")
-        pivot = self.pivots.load_code(name)
-        made_with = (pivot.get("meta") or {}).get("generator_hash")
-        if made_with is not None and made_with != self.generator_hash:
-            raise ValueError(f"pivot '{path}' was embedded with another generator than HFGI's (fingerprints differ)")
-        return pivot
-
     def refinement_meta(self) -> dict[str, Any]:
         """What editing needs to recompute the conditions of a written result."""
         return {"refinement": "hfgi", "hfgi_refiner": self.refiner_checkpoint, "embedding": self.embedding_spec,

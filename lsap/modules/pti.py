@@ -27,7 +27,6 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from lsap.errors import BadFileError, MissingInputError
 from lsap.losses import LocalityRegularizer
 from lsap.nets.perceptual import PerceptualDistance
 from lsap.model import Generator, GeneratorSource
@@ -118,20 +117,6 @@ class PTI(FrozenGeneratorModule):
         tuned = copy.deepcopy(self.generator)
         tuned.synthesis_network.requires_grad_(True)
         return tuned
-
-    def load_pivot(self, name: str) -> dict[str, Any]:
-        """The pivot code of the image named ``name`` (checked against this generator)."""
-        path = self.pivots.code_path(name)
-        if not path.is_file():
-            raise MissingInputError(
-                f"no pivot for '{name}': expected '{path}'. Run an embedding (LSAP_O or LSAP_E) with an "
-                f"InversionWriter whose output_dir is '{self.pivots_dir}' first"
-            )
-        pivot = self.pivots.load_code(name, shape=(self.generator.num_ws, self.generator.w_dim))
-        made_with = (pivot.get("meta") or {}).get("generator_hash")
-        if made_with is not None and made_with != self.generator_hash:
-            raise BadFileError(f"pivot '{path}' was embedded with another generator than PTI's (fingerprints differ)")
-        return pivot
 
     # ----- tuning -------------------------------------------------------------------------
     def tune(self, image: Tensor, pivot_ws: Tensor, name: str, noise: list[Tensor] | None = None,

@@ -167,25 +167,6 @@ class SAM(FrozenGeneratorModule):
                 "invertibility": self.invertibility_source, "offset_dtype": self.offset_dtype,
                 "generator_hash": self.generator_hash}
 
-    # ----- pivots -------------------------------------------------------------------------
-    def load_pivot(self, name: str) -> dict[str, Any]:
-        """The pivot code of image ``name`` (checked against this generator)."""
-        path = self.pivots.code_path(name)
-        if not path.is_file():
-            raise FileNotFoundError(f"no pivot for '{name}': expected '{path}' (run an embedding whose "
-                                    f"InversionWriter output_dir is '{self.pivots_dir}' first)")
-        pivot = self.pivots.load_code(name)
-        made_with = (pivot.get("meta") or {}).get("generator_hash")
-        if made_with is not None and made_with != self.generator_hash:
-            raise ValueError(f"pivot '{path}' was embedded with another generator (fingerprints differ)")
-        ws = pivot["ws"]
-        if not isinstance(ws, Tensor) or tuple(ws.shape) != (self.generator.num_ws, self.generator.w_dim):
-            raise ValueError(f"pivot '{path}' has shape {tuple(getattr(ws, 'shape', ()))}, the generator needs "
-                             f"[{self.generator.num_ws}, {self.generator.w_dim}]")
-        if not torch.isfinite(ws).all():
-            raise ValueError(f"pivot '{path}' holds non-finite values")
-        return pivot
-
     # ----- masks --------------------------------------------------------------------------
     def select(self, images: Tensor, names: list[str]) -> tuple[Tensor, dict[int, Tensor]]:
         """The per-pixel layer selection ``[B, R, R]`` and block masks of ``images``."""

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Literal
 
 import lpips as lpips_package
-import torch
 from torch import Tensor, nn
 
 from lsap.io import WeightsMismatchError, load_weights_file
