@@ -103,15 +103,27 @@ def is_baseline_pivot(embedding: str) -> bool:
 
 
 def run_inversion(module: nn.Module, run_dir: Path, data: FashionSamplesDataModule, gradients: bool,
-                  writer: type = InversionWriter) -> float:
+                  writer: type = InversionWriter, reuse: bool = False) -> float:
     """``trainer.predict`` with an InversionWriter (or the refinement's own ``writer``) into
-    ``run_dir``; returns the wall time."""
+    ``run_dir``; returns the wall time, also written to ``run_dir/seconds.json``. With
+    ``reuse``, a folder that already holds all its images is not run again: its time is the
+    one recorded, or else the span of its images' write times."""
+    expected = data.limit
+    images = sorted((run_dir / "images").glob("*.png")) if (run_dir / "images").is_dir() else []
+    if reuse and images and expected is not None and len(images) >= expected:
+        timing = run_dir / "seconds.json"
+        if timing.is_file():
+            return float(json.loads(timing.read_text())["seconds"])
+        times = sorted(p.stat().st_mtime for p in images)
+        return (times[-1] - times[0]) * len(times) / max(1, len(times) - 1)
     trainer = Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                       enable_model_summary=False, inference_mode=not gradients,
                       callbacks=[writer(str(run_dir), skip_done=False)], default_root_dir=str(run_dir))
     start = time.perf_counter()
     trainer.predict(module, datamodule=data, return_predictions=False)
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    (run_dir / "seconds.json").write_text(json.dumps({"seconds": seconds}) + "\n")
+    return seconds
 
 
 def package_context(run_dir: Path, real: Path = SHIPPED_SAMPLES_DIR, **options: Any) -> tuple[EvaluationRun, EvaluationContext]:
@@ -205,6 +217,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lec-batch-size", type=int, default=8)
     parser.add_argument("--lec-images", type=int, default=256, help="LEC on the first N images")
+    parser.add_argument("--reuse-runs", action="store_true",
+                        help="keep run folders under --output that already hold all their images (resume)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -251,7 +265,7 @@ def main() -> None:
         module = LSAP_E(generator=source, encoder=Encoder4Editing(**ENCODER_ARCH), encoder_checkpoint=str(file),
                         identity=None, moco=None, **common).eval()
         name = f"encoder_{label}" + ("" if trained else "_untrained")
-        seconds = run_inversion(module, runs / name, data(len(samples), args.batch_size), gradients=False)
+        seconds = run_inversion(module, runs / name, data(len(samples), args.batch_size), gradients=False, reuse=args.reuse_runs)
         lec = encoder_lec(runs / name, gfile, file, directions_dir / f"{LEC_DIRECTION}.pt", args.edit_sigmas,
                           args.lec_batch_size, table.first_images(Path(real_dir), args.lec_images, output / "test_images"))
         rows_todo.append({"embedding": f"encoder_{label}", "method": name, "refinement": "none",
@@ -267,7 +281,7 @@ def main() -> None:
                              encoder_checkpoint=file, num_steps=args.restyle_steps, identity=None, moco=None,
                              **common).eval()
             name = f"restyle_{label}"
-            seconds = run_inversion(module, runs / name, data(len(samples), args.batch_size), gradients=False)
+            seconds = run_inversion(module, runs / name, data(len(samples), args.batch_size), gradients=False, reuse=args.reuse_runs)
             rows_todo.append({"embedding": name, "method": name, "refinement": "none", "dir": runs / name,
                               "seconds": seconds, "images": len(samples), "encoder": file})
     else:
@@ -278,7 +292,7 @@ def main() -> None:
         name = f"lsap_o_{space}_lambda{lam:g}"
         module = LSAP_O(generator=source, space=space, num_steps=args.lsap_o_steps, lambda_lpips=0.0, lambda_mse=1.0,
                         lambda_nscd=lam, seed=args.seed, progress=False, **common)
-        seconds = run_inversion(module, runs / name, data(optim_images, args.batch_size), gradients=True)
+        seconds = run_inversion(module, runs / name, data(optim_images, args.batch_size), gradients=True, reuse=args.reuse_runs)
         rows_todo.append({"embedding": name, "method": name, "refinement": "none", "dir": runs / name,
                           "seconds": seconds, "images": optim_images})
     pti_images = min(args.pti_images, len(samples))
@@ -287,7 +301,7 @@ def main() -> None:
             name = f"pti_on_{pivot['embedding']}"
             module = PTI(generator=source, pivots_dir=str(pivot["dir"]), num_steps=args.pti_steps, lambda_lpips=0.0,
                          early_stop_lpips=None, progress=False, **common)
-            seconds = run_inversion(module, runs / name, data(pti_images, 1), gradients=True)
+            seconds = run_inversion(module, runs / name, data(pti_images, 1), gradients=True, reuse=args.reuse_runs)
             rows_todo.append({"embedding": pivot["embedding"], "method": name, "refinement": "pti",
                               "dir": runs / name, "seconds": seconds + pivot["seconds"] / pivot["images"] * pti_images,
                               "images": pti_images})
@@ -304,7 +318,7 @@ def main() -> None:
                 module = HFGI(generator=source, pivots_dir=str(pivot["dir"]), refiner_checkpoint=refiners[kind],
                               **common).eval()
                 seconds = run_inversion(module, runs / name, data(pivot["images"], args.batch_size), gradients=False,
-                                        writer=HFGIWriter)
+                                        writer=HFGIWriter, reuse=args.reuse_runs)
                 rows_todo.append({"embedding": pivot["embedding"], "method": name, "refinement": "hfgi",
                                   "dir": runs / name, "images": pivot["images"],
                                   "seconds": seconds + pivot["seconds"], "refiner": refiners[kind]})
@@ -324,12 +338,15 @@ def main() -> None:
                              progress=False, invertibility="fashion32", blocks=[4, 8], threshold=0.225,
                              loss_resolution=32, anchor_samples=args.anchor_samples)
                 seconds = run_inversion(module, runs / name, data(sam_images, args.batch_size), gradients=True,
-                                        writer=SAMWriter)
+                                        writer=SAMWriter, reuse=args.reuse_runs)
                 rows_todo.append({"embedding": pivot["embedding"], "method": name, "refinement": "sam",
                                   "dir": runs / name, "images": sam_images,
                                   "seconds": seconds + pivot["seconds"] / pivot["images"] * sam_images})
         except (ImportError, FileNotFoundError) as error:
             unavailable["SAM on every pivot"] = f"not yet available ({type(error).__name__}: {error})"
+    for refinement, label in (("pti", "PTI"), ("hfgi", "HFGI"), ("sam", "SAM")):
+        if refinement not in args.refinements:
+            unavailable[f"{label} on every pivot"] = "not run in this table (not in --refinements)"
     if "none" not in args.refinements:
         rows_todo = [r for r in rows_todo if r["refinement"] != "none"]
 
@@ -389,7 +406,7 @@ def main() -> None:
                 "LSAP_O steps": args.lsap_o_steps, "PTI steps": args.pti_steps,
                 "lambda_NSCD": args.lambdas, "LSAP_O W lambda": args.w_lambda,
                 "edit strength": f"{args.edit_sigmas:g} std of w along the direction",
-                "bootstrap resamples": args.resamples, "anchor samples": args.anchor_samples, "seed": args.seed,
+                "bootstrap resamples": args.resamples, "reused runs": args.reuse_runs, "anchor samples": args.anchor_samples, "seed": args.seed,
                 "threads": args.threads}
     result = {"settings": settings, "rows": [{k: v for k, v in r.items() if k not in ("per_image", "per_edit")}
                                              for r in rows],
