@@ -199,7 +199,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", default=None, help="training runs (default /work/runs in place, else OUTPUT/runs)")
     parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS))
     parser.add_argument("--seeds", nargs="+", default=["0", "1", "2"], help="encoder training seeds")
-    parser.add_argument("--encoder-steps", type=int, default=12000)
+    parser.add_argument("--encoder-steps", type=int, default=6000)
     parser.add_argument("--fashion-root", default=None, help="Fashion-MNIST idx files (default: Debian's folder)")
     parser.add_argument("--claims-args", nargs=argparse.REMAINDER, default=[],
                         help="further arguments for bench/claims_fashion32.py (last on the line)")
