@@ -55,6 +55,24 @@ def full_test_split_folder(output: Path, root: str | Path) -> Path:
     return folder
 
 
+def first_images(folder: Path, count: int, output: Path) -> Path:
+    """A folder (under ``output``) with copies of the first ``count`` images of ``folder`` (by
+    name), so that rows made on fewer images are scored without reading the whole split;
+    ``folder`` itself when that is all of it."""
+    import shutil
+
+    names = sorted(p.name for p in folder.glob("*.png"))
+    if count >= len(names):
+        return folder
+    subset = output / f"{folder.name}_first{count}"
+    if not (subset / ".complete").is_file():
+        subset.mkdir(parents=True, exist_ok=True)
+        for name in names[:count]:
+            shutil.copyfile(folder / name, subset / name)
+        (subset / ".complete").write_text(f"{count}\n")
+    return subset
+
+
 def choose_test_images(source: str, output: Path, root: str | Path) -> tuple[Path | None, str]:
     """``(folder or None for the shipped one, description)`` for ``source`` in auto / full / shipped."""
     from lsap.data.fashion_mnist import check_root
