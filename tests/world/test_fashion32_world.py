@@ -104,8 +104,9 @@ def test_demo_config_trains_a_few_steps_on_generator_samples_and_validates_on_re
     # The README's demo config, with its edit row pointed at a direction for the tiny generator.
     config = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
     (grid,) = [c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("ReconstructionGridCallback")]
-    assert grid["init_args"]["edit"] == "sneaker_to_boot", "the demo's PNG has an edit row"
-    grid["init_args"]["edit"] = str(direction)
+    edits = grid["init_args"]["class_edits"]
+    assert edits[7] == "sneaker_to_boot" and edits[0] == "tshirt_to_shirt", "the demo's PNG has a class edit row"
+    grid["init_args"]["class_edits"] = {k: (str(direction) if v else None) for k, v in edits.items()}
     demo = tmp_path / "demo.yaml"
     demo.write_text(yaml.safe_dump(config))
     run(["-m", "lsap", "fit", "--config", str(demo),
