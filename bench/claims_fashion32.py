@@ -1,7 +1,7 @@
 """The fashion32 claim, measured as a two-stage table: every embedding x every refinement.
 
 Rows (``--embeddings`` / ``--refinements`` choose; a row whose files or module are not in
-this checkout is listed as "not yet available" with the reason):
+this checkout is listed with the reason ("not available here: ...")):
 
 * embeddings: the e4e baseline and LSAP_E encoders (lsap/assets/encoders/fashion32_*.pt),
   ReStyle with e4e losses and with NSCD (fashion32_restyle_*), LSAP_O in W+ with each
@@ -323,7 +323,7 @@ def main() -> None:
                                   "dir": runs / name, "images": pivot["images"],
                                   "seconds": seconds + pivot["seconds"], "refiner": refiners[kind]})
         except (ImportError, FileNotFoundError) as error:
-            unavailable["HFGI on every pivot"] = f"not yet available ({type(error).__name__}: {error})"
+            unavailable["HFGI on every pivot"] = f"not available here ({type(error).__name__}: {error})"
     if "sam" in args.refinements:
         try:
             from lsap.callbacks.sam_writer import SAMWriter
@@ -343,7 +343,7 @@ def main() -> None:
                                   "dir": runs / name, "images": sam_images,
                                   "seconds": seconds + pivot["seconds"] / pivot["images"] * sam_images})
         except (ImportError, FileNotFoundError) as error:
-            unavailable["SAM on every pivot"] = f"not yet available ({type(error).__name__}: {error})"
+            unavailable["SAM on every pivot"] = f"not available here ({type(error).__name__}: {error})"
     for refinement, label in (("pti", "PTI"), ("hfgi", "HFGI"), ("sam", "SAM")):
         if refinement not in args.refinements:
             unavailable[f"{label} on every pivot"] = "not run in this table (not in --refinements)"

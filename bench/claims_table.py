@@ -273,7 +273,7 @@ def markdown(rows: list[dict[str, Any]], unavailable: dict[str, str], correlatio
                  f"{r['lec']:.3g}" if r.get("lec") is not None else "–", f"{r['seconds_per_image']:.3g}"]
         lines.append("| " + " | ".join(cells) + " |")
     for label, why in unavailable.items():
-        lines.append(f"| {label} | not yet available: {why} |" + " |" * (len(headers) - 2))
+        lines.append(f"| {label} | {why} |" + " |" * (len(headers) - 2))
     lines += ["", "Intervals: 95 % bootstrap over images (edit columns: over image-edit pairs; FID: over image "
                   "pairs).", "", "Method-level claim, Spearman's ρ across rows of mean NSCD with:", ""]
     lines += ["| with | ρ | p | rows |", "|---|---|---|---|"]

@@ -25,6 +25,6 @@ def test_the_default_install_is_plain_and_the_cpu_wheel_an_unpinned_option():
 
 def test_timings_are_given_separately_with_the_machine_named():
     section = _setup_section()
-    assert re.search(r"install \d", section) and re.search(r"demo run [\d.–]+ steps/s|demo run \d", section)
-    assert "2 CPU cores, 24 GiB" in section and "loaded" in section
+    assert re.search(r"install \d+ s", section) and re.search(r"demo\s+run then took \d+ s", section)
+    assert "2 CPU cores, 24 GiB" in section and "idle" in section
     assert "tests/fixtures/" in section and "CUDA" in section
