@@ -7,9 +7,9 @@ A refused key is named with the closest valid key and where to see all of them.
 from __future__ import annotations
 
 import argparse
-import importlib
 import inspect
 import re
+import sys
 from difflib import get_close_matches
 from typing import Any, Callable
 
@@ -90,10 +90,10 @@ def lightning_parse_error(error: BaseException, subcommand: str) -> str:
         if class_path:
             owner = class_path.group(1)
             module, _, name = owner.rpartition(".")
-            try:  # jsonargparse has already imported it to validate the config
-                valid = _parameters(getattr(importlib.import_module(module), name))
-            except (ImportError, AttributeError):
-                valid = []
+            # Only a module jsonargparse already imported to validate the config: an error
+            # message never decides what gets imported.
+            loaded = sys.modules.get(module)
+            valid = _parameters(getattr(loaded, name)) if loaded is not None and hasattr(loaded, name) else []
         in_what = f" of {owner}" if owner else ""
         section_text = f"{where}: " if where else ""
         return (f"{section_text}'{key}' is not an option{in_what}{closest_key_hint(key, valid)} "
