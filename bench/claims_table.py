@@ -32,6 +32,35 @@ MEAN_COLUMNS = (
 # Pivot effects: (row of the LSAP pivot, row of the baseline pivot), per refinement.
 PIVOT_PAIRS = (("encoder_lsap", "encoder_e4e"), ("restyle_lsap", "restyle_e4e"))
 EFFECT_COLUMNS = ("nscd", "mse", "keep_judge", "edit_judge", "edit_labeller")
+# The seeds table: every column's row mean, then mean ± sd across training seeds.
+SEED_COLUMNS = (*[(key, header) for key, header, _ in MEAN_COLUMNS], ("fid", "FID (labeller features) ↓"),
+                ("lec", "LEC ↓"), ("seconds_per_image", "s / image"))
+
+
+# ----- a selection rule fixed in advance -----------------------------------------------------
+def select_under_half_nscd(scores: dict[float, dict[str, float]], reference_nscd: float,
+                           fallback: float) -> dict[str, Any]:
+    """The validation choice of an NSCD weight (LSAP_E's NSCD weight, LSAP_O's lambda).
+
+    ``scores`` maps each candidate weight to its ``{"mse": ..., "nscd": ...}`` on the
+    validation images; ``reference_nscd`` is the NSCD of the reference without the NSCD loss.
+    A candidate qualifies when its NSCD is at most half of ``reference_nscd``; the choice is
+    the qualifying candidate of lowest MSE, ties going to the larger weight; when none
+    qualifies, ``fallback``. Returns the choice, whether it came from the rule, and per
+    candidate whether it qualified.
+    """
+    if not math.isfinite(reference_nscd):
+        raise ValueError(f"the reference NSCD must be a finite number, got {reference_nscd}")
+    limit = reference_nscd / 2
+    qualifies = {weight: bool(s["nscd"] <= limit) for weight, s in scores.items()}
+    eligible = [weight for weight, ok in qualifies.items() if ok]
+    if not eligible:
+        return {"choice": fallback, "by_rule": False, "limit": limit, "qualifies": qualifies,
+                "reason": f"no candidate has NSCD <= {limit:.6g} (half the reference's): the fallback {fallback:g}"}
+    best = min(scores[w]["mse"] for w in eligible)
+    choice = max(w for w in eligible if scores[w]["mse"] == best)
+    return {"choice": choice, "by_rule": True, "limit": limit, "qualifies": qualifies,
+            "reason": f"lowest MSE among the candidates with NSCD <= {limit:.6g} (half the reference's)"}
 
 
 # ----- test images ---------------------------------------------------------------------------
@@ -252,6 +281,48 @@ def pivot_effects(rows: list[dict[str, Any]], pairs: tuple[tuple[str, str], ...]
     return out
 
 
+def row_number(row: dict[str, Any], key: str) -> float | None:
+    """A row's single value of a seeds-table column (an interval's mean, or a plain number)."""
+    value = row.get(key) if key in ("lec", "seconds_per_image") else row["values"].get(key)
+    value = value.value if isinstance(value, Interval) else value
+    return float(value) if value is not None and math.isfinite(float(value)) else None
+
+
+def seeds_table(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per encoder kind: over its main row and its seed rows (``row["seed_of"] == kind``), the
+    mean and the sample standard deviation across seeds of every column's row mean, with n
+    (the seeds holding that column; sd needs two)."""
+    out: dict[str, dict[str, Any]] = {}
+    for kind in sorted({r["seed_of"] for r in rows if r.get("seed_of")}):
+        group = [r for r in rows if r["embedding"] == f"encoder_{kind}" and r["refinement"] == "none"]
+        group += [r for r in rows if r.get("seed_of") == kind]
+        columns = {}
+        for key, _ in SEED_COLUMNS:
+            values = [v for v in (row_number(r, key) for r in group) if v is not None]
+            columns[key] = {"mean": float(np.mean(values)) if values else None,
+                            "sd": float(np.std(values, ddof=1)) if len(values) >= 2 else None, "n": len(values)}
+        out[kind] = {"rows": [r["method"] for r in group], "n": len(group), "columns": columns}
+    return out
+
+
+def seeds_markdown(seeds: dict[str, dict[str, Any]]) -> list[str]:
+    if not seeds:
+        return []
+    headers = ["encoder", "seeds", *[h for _, h in SEED_COLUMNS]]
+    lines = ["", "Across training seeds (each encoder's main row and its seed rows, refinement none): mean ± sd "
+                 "across seeds of each row's mean:", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for kind, s in seeds.items():
+        cells = []
+        for key, _ in SEED_COLUMNS:
+            c = s["columns"][key]
+            cells.append("–" if c["mean"] is None else f"{c['mean']:.4g}" + ("" if c["sd"] is None
+                                                                              else f" ± {c['sd']:.2g}"))
+        lines.append(f"| encoder_{kind} | {s['n']} | " + " | ".join(cells) + " |")
+    lines += ["", "The seed rows (`encoder_<kind>_seed<k>`) are left out of the method-level Spearman "
+                  "correlation below (one row per method there)."]
+    return lines
+
+
 # ----- markdown ------------------------------------------------------------------------------
 def cell(interval: Interval | None, digits: int) -> str:
     if interval is None or not math.isfinite(interval.value):
@@ -262,7 +333,8 @@ def cell(interval: Interval | None, digits: int) -> str:
 
 
 def markdown(rows: list[dict[str, Any]], unavailable: dict[str, str], correlations: dict[str, Any],
-             effects: list[dict[str, Any]], per_image_correlation: dict[str, Any], settings: dict[str, Any]) -> str:
+             effects: list[dict[str, Any]], per_image_correlation: dict[str, Any], settings: dict[str, Any],
+             seeds: dict[str, dict[str, Any]] | None = None) -> str:
     headers = ["method", "refinement", "images", *[h for _, h, _ in MEAN_COLUMNS], "FID (labeller features) ↓",
                "LEC ↓", "s / image"]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
@@ -275,7 +347,10 @@ def markdown(rows: list[dict[str, Any]], unavailable: dict[str, str], correlatio
     for label, why in unavailable.items():
         lines.append(f"| {label} | {why} |" + " |" * (len(headers) - 2))
     lines += ["", "Intervals: 95 % bootstrap over images (edit columns: over image-edit pairs; FID: over image "
-                  "pairs).", "", "Method-level claim, Spearman's ρ across rows of mean NSCD with:", ""]
+                  "pairs)."]
+    lines += seeds_markdown(seeds or {})
+    lines += ["", "Method-level claim, Spearman's ρ across rows of mean NSCD with"
+                  + (" (seed rows left out):" if seeds else ":"), ""]
     lines += ["| with | ρ | p | rows |", "|---|---|---|---|"]
     for y, c in correlations.items():
         rho = "–" if c["rho"] is None else f"{c['rho']:.3f}"

@@ -15,10 +15,24 @@ so stopping and restarting one loses at most the steps since its last checkpoint
     python bench/fashion32_encoder_runs.py command e4e 0                # print the exact command of one run
     python bench/fashion32_encoder_runs.py launch e4e 0 lsap 0          # start runs in the background (niced)
     python bench/fashion32_encoder_runs.py curves                       # validation curves of every run
+    python bench/fashion32_encoder_runs.py curves e4e_s0 lsap_s0 --markdown   # val/mse, val/nscd per 1000 steps
+    python bench/fashion32_encoder_runs.py choose-weight 0.05 0.15 0.5 [--json OUT] [--export OUT.pt]
     python bench/fashion32_encoder_runs.py run e4e 0 e4e 1 --jobs 2     # run in the foreground, 2 at a time
     python bench/fashion32_encoder_runs.py export e4e 0 out.pt          # export a finished run's encoder
     python bench/fashion32_encoder_runs.py best e4e 0 1 2 out.pt        # export the seed of lowest final val/mse
     python bench/fashion32_encoder_runs.py score e4e 0 --test-dir DIR   # MSE, NSCD, class keep (both classifiers)
+
+``best`` compares only runs stopped at the same final step (an error otherwise), and with
+``--others DIR`` also exports the other seeds, as ``DIR/fashion32_<kind>_s<seed>.pt``.
+
+``choose-weight`` applies a rule fixed before any result was seen:
+
+    Among the LSAP_E NSCD weights given (runs lsap_s0_nscd<w>; the plain lsap_s0 run is weight
+    0.5, the config's), choose the one with the lowest final validation MSE among those whose
+    final validation NSCD is at most half the final validation NSCD of the e4e baseline run
+    e4e_s0; ties go to the larger weight; if none qualifies, say so and choose 0.5.
+
+Every run compared (e4e_s0 included) must have stopped at the same final step.
 
 A run's command is ``OMP_NUM_THREADS=1 lsap fit --config <run>/config.yaml --ckpt_path last``.
 """
@@ -36,10 +50,17 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # claims_table, beside this script
+
 REPO = Path(__file__).resolve().parent.parent
 BASE_CONFIGS = {"e4e": REPO / "configs/encoder_fashion32_e4e.yaml", "lsap": REPO / "configs/encoder_fashion32_lsap.yaml"}
 DEFAULT_RUNS = Path(os.environ.get("LSAP_RUNS_DIR", "/work/runs"))
 VAL_PER_CLASS = 50
+CONFIG_NSCD_WEIGHT = 0.5  # LSAP_E's nscd_weight in configs/encoder_fashion32_lsap.yaml
+WEIGHT_RULE = ("Among the LSAP_E NSCD weights given (runs lsap_s0_nscd<w>; the plain lsap_s0 run is weight 0.5, "
+               "the config's), choose the one with the lowest final validation MSE among those whose final "
+               "validation NSCD is at most half the final validation NSCD of the e4e baseline run e4e_s0; ties go "
+               "to the larger weight; if none qualifies, say so and choose 0.5.")
 
 
 def write_validation_set(out: Path, root: str, per_class: int = VAL_PER_CLASS, seed: int = 0) -> Path:
@@ -137,11 +158,84 @@ def read_curve(run_dir: Path) -> list[dict]:
     return rows
 
 
-def final_val_mse(run_dir: Path) -> float:
-    curve = [row for row in read_curve(run_dir) if "val/mse" in row]
+def final_val(run_dir: Path, key: str = "val/mse") -> tuple[int, float]:
+    """``(step, value)`` of a run's last validation row holding ``key``."""
+    curve = [row for row in read_curve(run_dir) if key in row]
     if not curve:
-        raise SystemExit(f"run {run_dir} has no validation result (metrics.csv without val/mse)")
-    return curve[-1]["val/mse"]
+        raise SystemExit(f"run {run_dir} has no validation result (metrics.csv without {key})")
+    return curve[-1]["step"], curve[-1][key]
+
+
+def final_val_mse(run_dir: Path) -> float:
+    return final_val(run_dir)[1]
+
+
+def same_final_step(finals: dict[str, int]) -> int:
+    """The common final step of the runs ``{name: final step}``; an error naming them otherwise."""
+    if len(set(finals.values())) != 1:
+        raise SystemExit("runs stopped at different final steps, so their final validation results do not "
+                         "compare: " + ", ".join(f"{name} at step {step}" for name, step in finals.items())
+                         + " (let them all reach the same --max-steps)")
+    return next(iter(finals.values()))
+
+
+def weight_run_name(weight: float) -> str:
+    return "lsap_s0" if weight == CONFIG_NSCD_WEIGHT else run_name("lsap", 0, weight)
+
+
+def choose_weight(runs: Path, weights: list[float]) -> dict:
+    """The NSCD weight by ``WEIGHT_RULE`` from the runs' final validation MSE and NSCD."""
+    import claims_table  # beside this script: the selection rule shared with LSAP_O's lambda
+
+    if not weights:
+        raise SystemExit("choose-weight: give the candidate NSCD weights, e.g. choose-weight 0.05 0.15 0.5")
+    names = {weight: weight_run_name(weight) for weight in weights}
+    base = runs / "encoders" / "e4e_s0"
+    finals = {"e4e_s0": final_val(base, "val/nscd")[0]}
+    scores = {}
+    for weight, name in names.items():
+        step, mse = final_val(runs / "encoders" / name, "val/mse")
+        nscd_step, nscd = final_val(runs / "encoders" / name, "val/nscd")
+        if nscd_step != step:
+            raise SystemExit(f"run {name}: its last val/mse (step {step}) and val/nscd (step {nscd_step}) differ")
+        finals[name] = step
+        scores[weight] = {"mse": mse, "nscd": nscd, "step": step, "run": name}
+    step = same_final_step(finals)
+    reference = final_val(base, "val/nscd")[1]
+    selection = claims_table.select_under_half_nscd(scores, reference, fallback=CONFIG_NSCD_WEIGHT)
+    return {"rule": WEIGHT_RULE, "final_step": step, "e4e_s0_val_nscd": reference, "scores": scores, **selection}
+
+
+def weight_markdown(result: dict) -> str:
+    lines = [f"Rule (fixed in advance): {result['rule']}", "",
+             f"e4e_s0 final validation NSCD: {result['e4e_s0_val_nscd']:.6g} (half: {result['limit']:.6g})", "",
+             "| NSCD weight | run | final step | val MSE | val NSCD | qualifies |", "|---|---|---|---|---|---|"]
+    for weight, s in sorted(result["scores"].items()):
+        lines.append(f"| {weight:g} | {s['run']} | {s['step']} | {s['mse']:.6g} | {s['nscd']:.6g} | "
+                     f"{'yes' if result['qualifies'][weight] else 'no'} |")
+    verdict = "" if result["by_rule"] else "none qualifies; "
+    lines += ["", f"Chosen NSCD weight: {result['choice']:g} ({verdict}{result['reason']})."]
+    return "\n".join(lines) + "\n"
+
+
+def curves_markdown(runs: dict[str, list[dict]], every: int = 1000) -> str:
+    """val/mse and val/nscd of each run per ``every`` steps (a run's validation row nearest each
+    multiple of ``every``, the last one when several round to it)."""
+    at: dict[str, dict[int, dict]] = {}
+    for name, curve in runs.items():
+        for row in curve:
+            if "val/mse" in row or "val/nscd" in row:
+                at.setdefault(name, {})[int(round(row["step"] / every)) * every] = row
+    steps = sorted({step for rows in at.values() for step in rows})
+    headers = ["step", *[f"{name} {key}" for name in runs for key in ("val/mse", "val/nscd")]]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for step in steps:
+        cells = [str(step)]
+        for name in runs:
+            row = at.get(name, {}).get(step, {})
+            cells += [f"{row[key]:.5g}" if key in row else "–" for key in ("val/mse", "val/nscd")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def score_run(args: argparse.Namespace, kind: str, seed: int, test_dir: Path | None) -> dict:
@@ -221,9 +315,11 @@ def run_foreground(args: argparse.Namespace, runs: list[tuple[str, int]]) -> Non
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=["valset", "command", "launch", "run", "curves", "export", "best", "score"])
+    parser.add_argument("action", choices=["valset", "command", "launch", "run", "curves", "export", "best", "score",
+                                           "choose-weight"])
     parser.add_argument("items", nargs="*", help="KIND SEED pairs (kind: e4e or lsap); export: KIND SEED OUT; "
-                                                 "best: KIND SEED... OUT")
+                                                 "best: KIND SEED... OUT; curves: run names (default all); "
+                                                 "choose-weight: NSCD weights")
     parser.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="folder of all runs (outside the repository)")
     parser.add_argument("--root", default="/usr/share/datasets/fashion-mnist", help="Fashion-MNIST idx files")
     parser.add_argument("--val-dir", type=Path, default=None, help="validation folder (default RUNS/fashion_val_train)")
@@ -238,6 +334,11 @@ def main() -> None:
     parser.add_argument("--val-per-class", type=int, default=VAL_PER_CLASS)
     parser.add_argument("--test-dir", default=None, help="score: also these test images (NNNN_<class>.png)")
     parser.add_argument("--encoder-file", default=None, help="score: an exported encoder file instead of runs")
+    parser.add_argument("--markdown", action="store_true", help="curves: a markdown table per --every steps")
+    parser.add_argument("--every", type=int, default=1000, help="curves --markdown: steps between table rows")
+    parser.add_argument("--json", default=None, help="choose-weight: also write the choice as JSON here")
+    parser.add_argument("--export", default=None, help="choose-weight: export the chosen weight's encoder here")
+    parser.add_argument("--others", default=None, help="best: also export the other seeds into this folder")
     args = parser.parse_args()
     args.val_dir = args.val_dir or args.runs / "fashion_val_train"
 
@@ -260,7 +361,15 @@ def main() -> None:
                 (run_dir / "pid").write_text(str(process.pid))
                 print(f"  started pid {process.pid}, log {run_dir / 'train.log'}")
     elif args.action == "curves":
-        for run_dir in sorted((args.runs / "encoders").glob("*")):
+        dirs = ([args.runs / "encoders" / name for name in args.items] if args.items
+                else sorted(p for p in (args.runs / "encoders").glob("*") if p.is_dir()))
+        missing = [str(d) for d in dirs if not d.is_dir()]
+        if missing:
+            raise SystemExit(f"curves: no such run folder {', '.join(missing)}")
+        if args.markdown:
+            print(curves_markdown({d.name: read_curve(d) for d in dirs}, args.every), end="")
+            return
+        for run_dir in dirs:
             curve = read_curve(run_dir)
             print(f"## {run_dir.name}")
             for row in curve:
@@ -282,11 +391,34 @@ def main() -> None:
         if len(args.items) < 3 or args.items[0] not in BASE_CONFIGS:
             raise SystemExit("best KIND SEED [SEED ...] OUT")
         kind, seeds, out = args.items[0], [int(s) for s in args.items[1:-1]], args.items[-1]
-        scores = {seed: final_val_mse(args.runs / "encoders" / run_name(kind, seed, args.nscd_weight)) for seed in seeds}
+        finals = {seed: final_val(args.runs / "encoders" / run_name(kind, seed, args.nscd_weight)) for seed in seeds}
+        step = same_final_step({run_name(kind, seed, args.nscd_weight): f[0] for seed, f in finals.items()})
+        scores = {seed: f[1] for seed, f in finals.items()}
         best = min(scores, key=scores.get)
-        print(f"{kind}: final val/mse per seed {scores}; best seed {best}")
-        ckpt = args.runs / "encoders" / run_name(kind, best, args.nscd_weight) / "checkpoints" / "last.ckpt"
-        subprocess.run([sys.executable, str(REPO / "bench/export_fashion32_encoder.py"), str(ckpt), out], check=True)
+        print(f"{kind}: final val/mse (step {step}) per seed {scores}; best seed {best}")
+        exports = [(best, out)]
+        if args.others:
+            exports += [(seed, str(Path(args.others) / f"fashion32_{kind}_s{seed}.pt")) for seed in seeds if seed != best]
+            Path(args.others).mkdir(parents=True, exist_ok=True)
+        for seed, path in exports:
+            ckpt = args.runs / "encoders" / run_name(kind, seed, args.nscd_weight) / "checkpoints" / "last.ckpt"
+            subprocess.run([sys.executable, str(REPO / "bench/export_fashion32_encoder.py"), str(ckpt), path],
+                           check=True)
+    elif args.action == "choose-weight":
+        import json
+
+        result = choose_weight(args.runs, [float(w) for w in args.items])
+        print(weight_markdown(result), end="")
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps({**result, "scores": {f"{w:g}": s for w, s in result["scores"].items()},
+                                                   "qualifies": {f"{w:g}": q for w, q in result["qualifies"].items()}},
+                                                  indent=2) + "\n")
+        if args.export:
+            ckpt = args.runs / "encoders" / weight_run_name(result["choice"]) / "checkpoints" / "last.ckpt"
+            subprocess.run([sys.executable, str(REPO / "bench/export_fashion32_encoder.py"), str(ckpt), args.export],
+                           check=True)
+            print(f"exported the NSCD weight {result['choice']:g} encoder to {args.export}")
 
 
 if __name__ == "__main__":

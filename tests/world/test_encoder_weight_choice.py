@@ -1,0 +1,92 @@
+"""bench/fashion32_encoder_runs.py: the NSCD weight chosen on validation, curves as a table,
+and ``best`` comparing only runs stopped at the same step, on hand-made metrics.csv files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import load_bench_script
+
+runs_script = load_bench_script("fashion32_encoder_runs")
+table = load_bench_script("claims_table")
+
+
+def write_run(runs: Path, name: str, rows: list[tuple[int, float, float]]) -> None:
+    """A run folder whose metrics.csv holds validation rows (step, val/mse, val/nscd) between
+    training rows, as Lightning's CSVLogger writes them."""
+    folder = runs / "encoders" / name / "logs" / "version_0"
+    folder.mkdir(parents=True)
+    with (folder / "metrics.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["epoch", "step", "train/loss", "val/mse", "val/nscd"])
+        writer.writeheader()
+        for step, mse, nscd in rows:
+            writer.writerow({"epoch": 0, "step": step - 1, "train/loss": 0.5})
+            writer.writerow({"epoch": 0, "step": step, "val/mse": mse, "val/nscd": nscd})
+
+
+def test_rule_on_hand_made_numbers():
+    scores = {0.05: {"mse": 0.010, "nscd": 0.30}, 0.15: {"mse": 0.020, "nscd": 0.20},
+              0.5: {"mse": 0.030, "nscd": 0.10}}
+    # half of 0.5 is 0.25: 0.05 does not qualify (lowest MSE, too much NSCD), 0.15 and 0.5 do
+    chosen = table.select_under_half_nscd(scores, reference_nscd=0.5, fallback=0.5)
+    assert chosen["choice"] == 0.15 and chosen["by_rule"]
+    assert chosen["qualifies"] == {0.05: False, 0.15: True, 0.5: True}
+    # a tie in MSE among qualifying weights goes to the larger weight
+    tied = {**scores, 0.5: {"mse": 0.020, "nscd": 0.10}}
+    assert table.select_under_half_nscd(tied, 0.5, fallback=0.05)["choice"] == 0.5
+    # exactly half qualifies
+    assert table.select_under_half_nscd({0.1: {"mse": 1.0, "nscd": 0.25}}, 0.5, fallback=0.7)["choice"] == 0.1
+    # none qualifies: the fallback, said so
+    none = table.select_under_half_nscd(scores, reference_nscd=0.1, fallback=0.5)
+    assert none["choice"] == 0.5 and not none["by_rule"] and not any(none["qualifies"].values())
+
+
+def cli(monkeypatch, capsys, *argv: str) -> str:
+    """The script's command line, run in this process (its stdout)."""
+    monkeypatch.setattr(sys, "argv", ["fashion32_encoder_runs.py", *argv])
+    capsys.readouterr()
+    runs_script.main()
+    return capsys.readouterr().out
+
+
+def test_choose_weight_reads_the_final_validation_rows(tmp_path, monkeypatch, capsys):
+    runs = tmp_path / "runs"
+    write_run(runs, "e4e_s0", [(1000, 0.02, 0.90), (2000, 0.015, 0.40)])  # final NSCD 0.40: half is 0.20
+    write_run(runs, "lsap_s0_nscd0.05", [(1000, 0.03, 0.10), (2000, 0.012, 0.25)])  # best MSE, NSCD too high
+    write_run(runs, "lsap_s0_nscd0.15", [(1000, 0.01, 0.30), (2000, 0.016, 0.18)])  # qualifies
+    write_run(runs, "lsap_s0", [(1000, 0.02, 0.10), (2000, 0.016, 0.05)])  # weight 0.5: qualifies, ties 0.15
+    result = runs_script.choose_weight(runs, [0.05, 0.15, 0.5])
+    assert result["final_step"] == 2000 and result["e4e_s0_val_nscd"] == pytest.approx(0.40)
+    assert result["qualifies"] == {0.05: False, 0.15: True, 0.5: True}
+    assert result["choice"] == 0.5, "the tie at MSE 0.016 goes to the larger weight"
+    assert runs_script.choose_weight(runs, [0.05, 0.15])["choice"] == 0.15
+    alone = runs_script.choose_weight(runs, [0.05])  # the only candidate does not qualify
+    assert alone["choice"] == 0.5 and not alone["by_rule"]
+
+    out = tmp_path / "choice.json"
+    stdout = cli(monkeypatch, capsys, "choose-weight", "0.05", "0.15", "0.5", "--runs", str(runs), "--json", str(out))
+    assert "lowest final validation MSE" in stdout and "| 0.05 | lsap_s0_nscd0.05 | 2000 |" in stdout
+    assert "Chosen NSCD weight: 0.5" in stdout
+    saved = json.loads(out.read_text())
+    assert saved["choice"] == 0.5 and saved["qualifies"] == {"0.05": False, "0.15": True, "0.5": True}
+
+    lines = cli(monkeypatch, capsys, "curves", "e4e_s0", "lsap_s0", "--markdown", "--runs", str(runs)).splitlines()
+    assert lines[0] == "| step | e4e_s0 val/mse | e4e_s0 val/nscd | lsap_s0 val/mse | lsap_s0 val/nscd |"
+    assert lines[2:] == ["| 1000 | 0.02 | 0.9 | 0.02 | 0.1 |", "| 2000 | 0.015 | 0.4 | 0.016 | 0.05 |"]
+
+
+def test_runs_stopped_at_different_steps_are_not_compared(tmp_path, monkeypatch, capsys):
+    runs = tmp_path / "runs"
+    write_run(runs, "e4e_s0", [(1000, 0.02, 0.9), (2000, 0.015, 0.4)])
+    write_run(runs, "lsap_s0", [(1000, 0.02, 0.1)])  # stopped earlier
+    with pytest.raises(SystemExit, match="different final steps.*lsap_s0 at step 1000"):
+        runs_script.choose_weight(runs, [0.5])
+    write_run(runs, "e4e_s1", [(1000, 0.01, 0.9)])
+    with pytest.raises(SystemExit, match="e4e_s0 at step 2000, e4e_s1 at step 1000"):
+        cli(monkeypatch, capsys, "best", "e4e", "0", "1", str(tmp_path / "out.pt"), "--runs", str(runs))
+    assert not (tmp_path / "out.pt").exists()
