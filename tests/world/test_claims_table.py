@@ -64,3 +64,37 @@ def test_fid_of_a_set_with_itself_is_zero_and_grows_with_a_shift():
 def test_cells_show_intervals():
     assert table.cell(table.Interval(0.5, 0.4, 0.6), 2) == "0.50 [0.40, 0.60]"
     assert table.cell(None, 2) == "–"
+
+
+def test_seeds_table_is_mean_and_sd_across_seed_rows():
+    import statistics
+
+    rng = np.random.default_rng(2)
+    rows = []
+    for kind in ("e4e", "lsap"):
+        for k in range(3):  # the main row and two further seeds
+            per_image = {f"{i}_0": {"mse": float(v), "nscd": float(n)}
+                         for i, (v, n) in enumerate(zip(rng.uniform(0, 0.1, 20), rng.uniform(0, 1, 20)))}
+            r = row(f"encoder_{kind}" if k == 0 else f"encoder_{kind}_seed{k}", "none", per_image)
+            r.update(method=r["embedding"], images=20, lec=float(rng.uniform()), seconds_per_image=0.1 * (k + 1),
+                     seed_of=kind if k else None)
+            r["values"]["fid"] = table.Interval(float(k), float(k), float(k))
+            rows.append(r)
+    rows.append({**rows[0], "refinement": "pti", "method": "pti_on_encoder_e4e", "lec": 99.0})  # not a seed row
+    seeds = table.seeds_table(rows)
+    assert sorted(seeds) == ["e4e", "lsap"]
+    for kind, offset in (("e4e", 0), ("lsap", 3)):
+        group = rows[offset:offset + 3]
+        assert seeds[kind]["n"] == 3 and seeds[kind]["rows"][0] == f"encoder_{kind}"
+        for key, pick in (("mse", lambda r: statistics.fmean(v["mse"] for v in r["per_image"].values())),
+                          ("nscd", lambda r: statistics.fmean(v["nscd"] for v in r["per_image"].values())),
+                          ("lec", lambda r: r["lec"]), ("seconds_per_image", lambda r: r["seconds_per_image"])):
+            values = [pick(r) for r in group]
+            column = seeds[kind]["columns"][key]
+            assert column["mean"] == pytest.approx(statistics.fmean(values))
+            assert column["sd"] == pytest.approx(statistics.stdev(values)) and column["n"] == 3
+        assert seeds[kind]["columns"]["fid"]["mean"] == pytest.approx(1.0)
+        assert seeds[kind]["columns"]["fid"]["sd"] == pytest.approx(1.0)
+        assert seeds[kind]["columns"]["keep_judge"] == {"mean": None, "sd": None, "n": 0}
+    text = table.markdown(rows, {}, {}, [], {"n": 0}, {}, seeds)
+    assert "| encoder_e4e | 3 |" in text and "left out of the method-level Spearman" in text
