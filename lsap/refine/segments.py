@@ -6,8 +6,8 @@ labels ``[B, H, W]`` that cover every pixel exactly once.
 * :class:`SuperpixelSegmenter`: SLIC superpixels (``scikit-image``), for any domain.
 * :class:`LabelMapSegmenter`: label maps made beforehand by any tool (a face parser's
   output, for instance), one 8-bit PNG per image name.
-* :class:`FaceParserSegmenter`: a face parser from a user-supplied weights file; the
-  weights never ship with lsap.
+* :class:`FaceParserSegmenter`: the BiSeNet face parser run from a user-supplied weights
+  file (``79999_iter.pth``); the weights never ship with lsap and are never downloaded.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from PIL import Image
 from torch import Tensor
 
 from lsap.errors import BadFileError, BadValueError, MissingInputError
+from lsap.nets.face_parser import FACE_PARSER_RESOLUTION, BiSeNetFaceParser, load_face_parser
 
 __all__ = ["FaceParserSegmenter", "LabelMapSegmenter", "Segmenter", "SuperpixelSegmenter", "relabel"]
 
@@ -105,28 +106,39 @@ class LabelMapSegmenter(Segmenter):
 
 
 class FaceParserSegmenter(Segmenter):
-    """Face-parsing segments from a user-supplied weights file.
+    """Face-parsing segments: the BiSeNet face parser (19 CelebAMask-HQ classes) run on the
+    images, each image's classes renumbered 0..K-1 (:func:`relabel`).
 
-    lsap does not ship or download face-parser weights. People usually take the BiSeNet
-    face parser of ``zllrunning/face-parsing.PyTorch`` (``79999_iter.pth``, 19 CelebAMask-HQ
-    classes). lsap has no BiSeNet loader yet: run the parser yourself, save one label PNG
-    per image, and use :class:`LabelMapSegmenter` on that folder.
+    The weights are the user's file: lsap never ships or downloads them. People usually
+    take ``79999_iter.pth`` of ``zllrunning/face-parsing.PyTorch``; it is read with
+    :func:`lsap.nets.face_parser.load_face_parser` (tensors only, layout checked), once, on
+    the first call, and kept on the images' device.
 
     Args:
         weights: path of the parser's weights file.
+        resolution: the parser's input size (the release's 512 px; smaller is faster and
+            coarser). Labels are resized back to the images by nearest neighbour.
     """
 
-    def __init__(self, weights: str) -> None:
+    # the loaded parser lives in a slot, outside vars(): the segmenter's settings (recorded
+    # as hyperparameters by lsap.modules.SAM) stay the constructor's arguments
+    __slots__ = ("_parser",)
+
+    def __init__(self, weights: str, resolution: int = FACE_PARSER_RESOLUTION) -> None:
+        if resolution < 32:
+            raise BadValueError(f"face-parser resolution must be >= 32 px, got {resolution}")
         self.weights = Path(os.path.expanduser(weights))
+        self.resolution = resolution
+        self._parser: BiSeNetFaceParser | None = None
+
+    def parser(self, device: torch.device | str | None = None) -> BiSeNetFaceParser:
+        """The parser, loaded on first use, on ``device`` (if given)."""
+        if self._parser is None:
+            self._parser = load_face_parser(self.weights)
+        if device is not None:
+            self._parser = self._parser.to(device)
+        return self._parser
 
     def __call__(self, images: Tensor, names: Sequence[str]) -> Tensor:
-        if not self.weights.is_file():
-            raise MissingInputError(
-                f"face-parser weights not found: '{self.weights}'. People usually get the BiSeNet parser "
-                "'79999_iter.pth' from zllrunning/face-parsing.PyTorch; lsap never downloads it"
-            )
-        raise BadValueError(
-            f"lsap cannot run the face parser '{self.weights}' itself yet: save its label maps as "
-            "'<folder>/<name>.png' and use lsap.refine.segments.LabelMapSegmenter(root=<folder>), "
-            "or use lsap.refine.segments.SuperpixelSegmenter"
-        )
+        labels = self.parser(images.device).parse(images, resolution=self.resolution)
+        return torch.stack([torch.from_numpy(relabel(one.cpu().numpy())) for one in labels]).to(images.device)
