@@ -4,7 +4,7 @@ Chaining, as for PTI: an embedding pass (LSAP_O, LSAP_E, e4e, ReStyle, ...) whos
 :class:`~lsap.callbacks.InversionWriter` wrote ``<pivots_dir>/codes/<name>.pt``; this module
 reads the pivot of every image by the same name and refines it:
 
-1. **Segments** of the target (:mod:`lsap.refine.segments`: SLIC superpixels, or label maps).
+1. **Segments** of the target (:mod:`lsap.refine.segments`: SLIC superpixels, a face parser run from its weights, or label maps).
 2. **Layer selection.** The invertibility net (:mod:`lsap.refine.invertibility`) predicts
    one error map per latent layer (W+, then each block coarse to fine); each segment takes
    the coarsest layer whose mean predicted error is at most ``threshold``, the finest
