@@ -4,7 +4,8 @@ Rows (``--embeddings`` / ``--refinements`` choose; a row whose files or module a
 this checkout is listed with the reason ("not available here: ...")):
 
 * embeddings: the e4e baseline and LSAP_E encoders (lsap/assets/encoders/fashion32_*.pt),
-  ReStyle with e4e losses and with NSCD (fashion32_restyle_*), LSAP_O in W+ with each
+  further encoders (``--extra-encoders LABEL=KIND=FILE``: row ``encoder_<LABEL>``, refined like
+  an encoder of KIND, e.g. LSAP_E at the NSCD weight chosen on validation), ReStyle with e4e losses and with NSCD (fashion32_restyle_*), LSAP_O in W+ with each
   ``--lambdas`` value and LSAP_O in W at ``--w-lambda``;
 * refinements of every pivot: none, PTI (first ``--pti-images``), HFGI (the refiner trained
   over the e4e or the NSCD embedding, by the pivot's kind) and SAM (first ``--sam-images``).
@@ -20,6 +21,12 @@ in the labeller's features (over resampled image pairs), LEC for the one-shot en
 seconds per image. Below the table: Spearman's rho across rows of mean NSCD with FID, class
 keep and edit success (the method-level claim), the per-image correlation, and the pivot
 effect per refinement (LSAP pivot minus baseline pivot, paired over the same images).
+
+Training seeds: ``--seed-encoders KIND=FILE ...`` adds, for each further training seed of the
+e4e (KIND ``e4e``) or LSAP_E (``lsap``) encoder, a row ``encoder_<KIND>_seed<k>`` (k = 1, 2, ...
+in the order given per kind; refinement none only), scored in every column; the table then
+gives, per kind, the mean ± sd across seeds (main row and seed rows) of every column's mean.
+Seed rows stay out of the method-level correlation (one row per method there).
 
 Test images: ``--test-images auto`` takes the full 10 000-image Fashion-MNIST test split when
 Debian's ``dataset-fashion-mnist`` is installed (the first ``--num-images`` of it), else the
@@ -100,6 +107,40 @@ def encoder_file(path: Path, label: str, output: Path, allow_untrained: bool, se
 def is_baseline_pivot(embedding: str) -> bool:
     """Pivots made without the NSCD loss: the e4e losses, or LSAP_O at lambda 0."""
     return embedding in ("encoder_e4e", "restyle_e4e") or embedding.endswith("_lambda0")
+
+
+ENCODER_KINDS = ("e4e", "lsap")
+
+
+def parse_seed_encoders(items: list[str]) -> list[tuple[str, str, Path]]:
+    """``KIND=FILE`` items as ``(embedding, kind, file)``, ``encoder_<kind>_seed<k>`` numbered per kind from 1."""
+    out, counts = [], {kind: 0 for kind in ENCODER_KINDS}
+    for item in items:
+        kind, sep, file = item.partition("=")
+        if not sep or kind not in ENCODER_KINDS or not file:
+            raise SystemExit(f"--seed-encoders: expected KIND=FILE with KIND one of {', '.join(ENCODER_KINDS)}, "
+                             f"got {item!r}")
+        counts[kind] += 1
+        out.append((f"encoder_{kind}_seed{counts[kind]}", kind, Path(file)))
+    return out
+
+
+def parse_extra_encoders(items: list[str]) -> list[tuple[str, str, Path]]:
+    """``LABEL=KIND=FILE`` items as ``(embedding, kind, file)`` with embedding ``encoder_<LABEL>``."""
+    out = []
+    for item in items:
+        parts = item.split("=", 2)
+        if len(parts) != 3 or not parts[0] or parts[1] not in ENCODER_KINDS or not parts[2]:
+            raise SystemExit(f"--extra-encoders: expected LABEL=KIND=FILE with KIND one of "
+                             f"{', '.join(ENCODER_KINDS)}, got {item!r}")
+        label, kind, file = parts
+        if label in ENCODER_KINDS or "/" in label or any(c.isspace() for c in label):
+            raise SystemExit(f"--extra-encoders: the label {label!r} must differ from {ENCODER_KINDS} and hold "
+                             "no '/' or spaces")
+        out.append((f"encoder_{label}", kind, Path(file)))
+    if len({e for e, _, _ in out}) != len(out):
+        raise SystemExit("--extra-encoders: every LABEL must be different")
+    return out
 
 
 def run_inversion(module: nn.Module, run_dir: Path, data: FashionSamplesDataModule, gradients: bool,
@@ -189,6 +230,11 @@ def main() -> None:
     parser.add_argument("--pti-images", type=int, default=64, help="PTI runs on the first N of each pivot's images")
     parser.add_argument("--e4e-encoder", default=str(ASSETS / "encoders" / "fashion32_e4e.pt"))
     parser.add_argument("--lsap-encoder", default=str(ASSETS / "encoders" / "fashion32_lsap.pt"))
+    parser.add_argument("--seed-encoders", nargs="+", default=[], metavar="KIND=FILE",
+                        help="further training seeds of the e4e / LSAP_E encoders (KIND e4e or lsap): one row "
+                             "encoder_<KIND>_seed<k> each (refinement none) and a seeds table")
+    parser.add_argument("--extra-encoders", nargs="+", default=[], metavar="LABEL=KIND=FILE",
+                        help="further encoder rows encoder_<LABEL>, refined like an encoder of KIND (e4e or lsap)")
     parser.add_argument("--allow-untrained-encoders", action="store_true",
                         help="smoke runs: use seeded untrained encoders where the files are missing")
     parser.add_argument("--directions", default=str(ASSETS / "directions"))
@@ -222,6 +268,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    seed_encoders = parse_seed_encoders(args.seed_encoders)
+    extra_encoders = parse_extra_encoders(args.extra_encoders)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     started = time.perf_counter()
@@ -260,17 +308,23 @@ def main() -> None:
 
     rows_todo: list[dict[str, Any]] = []
     common = {"lpips": None, "loss_resolution": 32, "anchor_samples": args.anchor_samples}
-    for label, path in (("e4e", args.e4e_encoder), ("lsap", args.lsap_encoder)):
-        file, trained = encoder_file(Path(path), label, output, args.allow_untrained_encoders, args.seed)
+    # (embedding, kind, file, seed row): the main encoders, the extra ones, then the further seeds.
+    encoder_rows = [(f"encoder_{kind}", kind, Path(path), False)
+                    for kind, path in (("e4e", args.e4e_encoder), ("lsap", args.lsap_encoder))]
+    encoder_rows += [(embedding, kind, file, False) for embedding, kind, file in extra_encoders]
+    encoder_rows += [(embedding, kind, file, True) for embedding, kind, file in seed_encoders]
+    for embedding, kind, path, seed_row in encoder_rows:
+        file, trained = encoder_file(path, embedding.removeprefix("encoder_"), output, args.allow_untrained_encoders,
+                                     args.seed)
         module = LSAP_E(generator=source, encoder=Encoder4Editing(**ENCODER_ARCH), encoder_checkpoint=str(file),
                         identity=None, moco=None, **common).eval()
-        name = f"encoder_{label}" + ("" if trained else "_untrained")
+        name = embedding + ("" if trained else "_untrained")
         seconds = run_inversion(module, runs / name, data(len(samples), args.batch_size), gradients=False, reuse=args.reuse_runs)
         lec = encoder_lec(runs / name, gfile, file, directions_dir / f"{LEC_DIRECTION}.pt", args.edit_sigmas,
                           args.lec_batch_size, table.first_images(Path(real_dir), args.lec_images, output / "test_images"))
-        rows_todo.append({"embedding": f"encoder_{label}", "method": name, "refinement": "none",
+        rows_todo.append({"embedding": embedding, "method": name, "refinement": "none", "kind": kind,
                           "dir": runs / name, "seconds": seconds, "images": len(samples), "lec": lec,
-                          "encoder": str(file)})
+                          "encoder": str(file), **({"seed_of": kind} if seed_row else {})})
     unavailable: dict[str, str] = {}
     restyle_files = dict(zip(("e4e", "lsap"), args.restyle_encoders))
     if all(Path(f).is_file() for f in restyle_files.values()):
@@ -283,7 +337,7 @@ def main() -> None:
             name = f"restyle_{label}"
             seconds = run_inversion(module, runs / name, data(len(samples), args.batch_size), gradients=False, reuse=args.reuse_runs)
             rows_todo.append({"embedding": name, "method": name, "refinement": "none", "dir": runs / name,
-                              "seconds": seconds, "images": len(samples), "encoder": file})
+                              "kind": label, "seconds": seconds, "images": len(samples), "encoder": file})
     else:
         unavailable["ReStyle (e4e, NSCD)"] = "its fashion32 encoders are not in this checkout"
     optim_images = min(args.optim_images, len(samples))
@@ -294,10 +348,13 @@ def main() -> None:
                         lambda_nscd=lam, seed=args.seed, progress=False, **common)
         seconds = run_inversion(module, runs / name, data(optim_images, args.batch_size), gradients=True, reuse=args.reuse_runs)
         rows_todo.append({"embedding": name, "method": name, "refinement": "none", "dir": runs / name,
-                          "seconds": seconds, "images": optim_images})
+                          "kind": "e4e" if is_baseline_pivot(name) else "lsap", "seconds": seconds,
+                          "images": optim_images})
     pti_images = min(args.pti_images, len(samples))
+    # Refinements run on every pivot but the further seeds (those are scored unrefined only).
+    pivots = [r for r in rows_todo if r["refinement"] == "none" and not r.get("seed_of")]
     if "pti" in args.refinements:
-        for pivot in [r for r in rows_todo if r["refinement"] == "none"]:
+        for pivot in pivots:
             name = f"pti_on_{pivot['embedding']}"
             module = PTI(generator=source, pivots_dir=str(pivot["dir"]), num_steps=args.pti_steps, lambda_lpips=0.0,
                          early_stop_lpips=None, progress=False, **common)
@@ -305,7 +362,6 @@ def main() -> None:
             rows_todo.append({"embedding": pivot["embedding"], "method": name, "refinement": "pti",
                               "dir": runs / name, "seconds": seconds + pivot["seconds"] / pivot["images"] * pti_images,
                               "images": pti_images})
-    pivots = [r for r in rows_todo if r["refinement"] == "none"]
     if "hfgi" in args.refinements:
         try:
             from lsap.callbacks.hfgi_writer import HFGIWriter
@@ -313,7 +369,7 @@ def main() -> None:
 
             refiners = dict(zip(("e4e", "lsap"), args.hfgi_refiners))
             for pivot in pivots:
-                kind = "e4e" if is_baseline_pivot(pivot["embedding"]) else "lsap"  # the refiner of its kind
+                kind = pivot["kind"]  # the refiner trained over the pivots of its kind
                 name = f"hfgi_on_{pivot['embedding']}"
                 module = HFGI(generator=source, pivots_dir=str(pivot["dir"]), refiner_checkpoint=refiners[kind],
                               **common).eval()
@@ -385,7 +441,8 @@ def main() -> None:
             "images": len(run.pairs), "values": values, "lec": lec["mean"] if lec else None,
             "seconds_per_image": method["seconds"] / max(1, method["images"]),
             "per_image": per_image, "per_edit": per_edit, "edit_counts": edit_counts,
-            "skipped": report["skipped"], "encoder": method.get("encoder"),
+            "skipped": report["skipped"], "encoder": method.get("encoder"), "kind": method.get("kind"),
+            "seed_of": method.get("seed_of"),
             # the single-number view of earlier tables
             "mse": values["mse"].value if values["mse"] else None,
             "nscd": values["nscd"].value if values["nscd"] else None,
@@ -396,21 +453,23 @@ def main() -> None:
         rows.append(row)
         print(f"{row['method']}: " + ", ".join(f"{k} {table.cell(values.get(k), 4)}"
                                                  for k in ("mse", "nscd", "keep_judge", "edit_judge")), flush=True)
-    correlations = table.spearman_across_rows(rows)
+    correlations = table.spearman_across_rows([r for r in rows if not r.get("seed_of")])  # one row per method
+    seeds = table.seeds_table(rows)
     per_image_correlation = spearman(nscd_values, success_values)
     chosen = f"lsap_o_w+_lambda{args.lambdas[1] if len(args.lambdas) > 1 else args.lambdas[0]:g}"
     pairs = table.PIVOT_PAIRS + ((chosen, f"lsap_o_w+_lambda{args.lambdas[0]:g}"),)
+    pairs += tuple((embedding, "encoder_e4e") for embedding, kind, _ in extra_encoders if kind == "lsap")
     effects = table.pivot_effects(rows, pairs, args.resamples, args.seed)
     settings = {"generator": args.generator, "test images": images_note, "encoder images": len(samples),
                 "LSAP_O images": optim_images, "PTI images": pti_images,
                 "LSAP_O steps": args.lsap_o_steps, "PTI steps": args.pti_steps,
-                "lambda_NSCD": args.lambdas, "LSAP_O W lambda": args.w_lambda,
+                "lambda_NSCD": args.lambdas, "seed rows": len(seed_encoders), "LSAP_O W lambda": args.w_lambda,
                 "edit strength": f"{args.edit_sigmas:g} std of w along the direction",
                 "bootstrap resamples": args.resamples, "reused runs": args.reuse_runs, "anchor samples": args.anchor_samples, "seed": args.seed,
                 "threads": args.threads}
     result = {"settings": settings, "rows": [{k: v for k, v in r.items() if k not in ("per_image", "per_edit")}
                                              for r in rows],
-              "spearman_across_rows": correlations, "spearman_nscd_vs_edit_success": per_image_correlation,
+              "spearman_across_rows": correlations, "seeds": seeds, "spearman_nscd_vs_edit_success": per_image_correlation,
               "pivot_effects": effects, "unavailable": unavailable, "edit_strengths": strengths,
               "seconds_total": time.perf_counter() - started}
     (output / "claims.json").write_text(json.dumps(table.interval_json(result), indent=2, default=str) + "\n")
@@ -418,7 +477,7 @@ def main() -> None:
         for r in rows:
             for name, values in r["per_image"].items():
                 f.write(json.dumps({"method": r["method"], **values}) + "\n")
-    text = table.markdown(rows, unavailable, correlations, effects, per_image_correlation, settings)
+    text = table.markdown(rows, unavailable, correlations, effects, per_image_correlation, settings, seeds)
     (output / "claims.md").write_text(text)
     print(text, end="")
     print(f"wrote {output / 'claims.json'} and {output / 'claims.md'} in {time.perf_counter() - started:.0f} s")
