@@ -167,6 +167,34 @@ def run_inversion(module: nn.Module, run_dir: Path, data: FashionSamplesDataModu
     return seconds
 
 
+def lsap_o_module(source: GeneratorSource, space: str, lam: float, steps: int, seed: int,
+                  anchor_samples: int) -> LSAP_O:
+    """LSAP_O as the claims table runs it: MSE only (no perceptual loss) at 32 px, NSCD weight ``lam``."""
+    return LSAP_O(generator=source, space=space, num_steps=steps, lambda_lpips=0.0, lambda_mse=1.0, lambda_nscd=lam,
+                  seed=seed, progress=False, lpips=None, loss_resolution=32, anchor_samples=anchor_samples)
+
+
+def scored_per_image(run_dir: Path, real: Path, generator_path: Path, anchor_samples: int, batch_size: int,
+                     labels: dict[str, int], classifiers: dict[str, nn.Module],
+                     inception: str | None = None) -> tuple[dict[str, Any], dict[str, dict[str, Any]], EvaluationRun]:
+    """``lsap evaluate`` of a run against ``real`` (inputs padded to 32 px; its MSE is of the
+    8-bit reconstructions), its per-image values, and class keep by each classifier
+    (``keep_<name>``) added to them. Returns ``(report, per_image, run)``."""
+    import claims_table as table
+
+    report = evaluate(str(run_dir), str(real), output=str(run_dir / "evaluation"), inception=inception,
+                      generator=str(generator_path), nscd_samples=anchor_samples, real_fit="pad", pca_samples=0,
+                      batch_size=batch_size)
+    per_image = {row["name"]: row for row in
+                 (json.loads(line) for line in (run_dir / "evaluation" / "per_image.jsonl").read_text().splitlines()
+                  if line.strip())}
+    run = EvaluationRun.load(run_dir, real, "pad")
+    for key, values in table.class_keep(run, labels, classifiers).items():
+        for name, value in values.items():
+            per_image.setdefault(name, {"name": name})[f"keep_{key}"] = value
+    return report, per_image, run
+
+
 def package_context(run_dir: Path, real: Path = SHIPPED_SAMPLES_DIR, **options: Any) -> tuple[EvaluationRun, EvaluationContext]:
     """The run loaded once by lsap's evaluation (inputs padded to 32 px) and an evaluator context."""
     chosen = EvaluationOptions(real=str(real), real_fit="pad", **options)
@@ -344,8 +372,7 @@ def main() -> None:
     spaces = [("w+", lam) for lam in args.lambdas] + [("w", args.w_lambda)]
     for space, lam in spaces:
         name = f"lsap_o_{space}_lambda{lam:g}"
-        module = LSAP_O(generator=source, space=space, num_steps=args.lsap_o_steps, lambda_lpips=0.0, lambda_mse=1.0,
-                        lambda_nscd=lam, seed=args.seed, progress=False, **common)
+        module = lsap_o_module(source, space, lam, args.lsap_o_steps, args.seed, args.anchor_samples)
         seconds = run_inversion(module, runs / name, data(optim_images, args.batch_size), gradients=True, reuse=args.reuse_runs)
         rows_todo.append({"embedding": name, "method": name, "refinement": "none", "dir": runs / name,
                           "kind": "e4e" if is_baseline_pivot(name) else "lsap", "seconds": seconds,
@@ -412,16 +439,8 @@ def main() -> None:
     for method in rows_todo:
         run_dir: Path = method["dir"]
         row_real = table.first_images(Path(real_dir), method["images"], output / "test_images")
-        report = evaluate(str(run_dir), str(row_real), output=str(run_dir / "evaluation"),
-                          inception=args.inception, generator=str(gfile), nscd_samples=args.anchor_samples,
-                          real_fit="pad", pca_samples=0, batch_size=args.batch_size)
-        per_image = {row["name"]: row for row in
-                     (json.loads(line) for line in (run_dir / "evaluation" / "per_image.jsonl").read_text().splitlines()
-                      if line.strip())}
-        run = EvaluationRun.load(run_dir, row_real, "pad")
-        for key, values in table.class_keep(run, labels, classifiers).items():
-            for name, value in values.items():
-                per_image.setdefault(name, {"name": name})[f"keep_{key}"] = value
+        report, per_image, run = scored_per_image(run_dir, row_real, gfile, args.anchor_samples, args.batch_size,
+                                                  labels, classifiers, args.inception)
         for name, value in table.perceptual_distance(run, perceptual).items():
             per_image.setdefault(name, {"name": name})["perceptual"] = value
         per_edit = table.edit_scores(run, labels, generator, classifiers, edits)
