@@ -12,8 +12,12 @@ Steps, in this order (each is the exact commands it prints before running them):
    first because the directions are fitted on codes the classifier labels.
 2. ``directions``: the class-edit directions and GANSpace (``bench/fashion32_directions.py``).
 3. ``encoders``: the e4e baseline and LSAP_E, every seed, on the real-training-image
-   validation split, then the seed of lowest validation MSE of each exported
-   (``bench/fashion32_encoder_runs.py``).
+   validation split, then the seed of lowest validation MSE of each exported, the other
+   seeds into ``RUNS/claims_inputs/seeds/`` (``bench/fashion32_encoder_runs.py``); LSAP_E at
+   each ``--nscd-weights`` candidate (seed 0), ``choose-weight`` among them and the config's
+   0.5, and the chosen weight's encoder exported to
+   ``RUNS/claims_inputs/fashion32_lsap_nscd_chosen.pt`` (the choice in
+   ``nscd_weight_choice.json`` beside it).
 4. ``refinements``: ReStyle (e4e and NSCD) and HFGI on both pivots' encoders
    (``bench/train_fashion32_refiners.sh``), and SAM's invertibility net
    (``bench/train_sam_invertibility.py``); a missing script fails the step with a message
@@ -21,7 +25,12 @@ Steps, in this order (each is the exact commands it prints before running them):
 5. ``figures``: the sample grid (``bench/fashion32_quality.py --grid``) and the README's
    edit example (``bench/readme_examples.sh``, in place only: it reads the shipped files).
 6. ``demo``: the demo picture (``lsap fit --config configs/demo.yaml``, in place only).
-7. ``claims``: the claims table (``bench/claims_fashion32.py``).
+7. ``lambda``: LSAP_O's lambda_NSCD chosen on the validation split
+   (``bench/lsap_o_lambda_validation.py``, into ``RUNS/claims_inputs/lambda_validation``).
+8. ``claims``: the claims table (``bench/claims_fashion32.py``), with the further seeds as
+   ``--seed-encoders``, LSAP_E at the chosen NSCD weight as ``--extra-encoders`` (unless the
+   choice is the config's 0.5, the main row already) and the chosen lambda in ``--lambdas``
+   (with 0 and 0.5). A dry run, with those choices not yet made, prints placeholders for them.
 
 ``--output`` other than the repository writes every product under that folder (assets
 layout: ``fashion_classifier.safetensors``, ``directions/``, ``encoders/``, ``refine/``,
@@ -46,7 +55,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 ASSETS = REPO / "lsap" / "assets"
-STEPS = ("classifiers", "directions", "encoders", "refinements", "figures", "demo", "claims")
+STEPS = ("classifiers", "directions", "encoders", "refinements", "figures", "demo", "lambda", "claims")
+CONFIG_NSCD_WEIGHT = 0.5  # LSAP_E's nscd_weight in configs/encoder_fashion32_lsap.yaml
 FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -88,6 +98,10 @@ class World:
         self.generator = args.generator
         self.tiny = args.tiny
         self.seeds = [int(s) for s in args.seeds]
+        # the claims table's inputs chosen on validation: further seeds, NSCD weight, lambda
+        self.picks = self.runs / "claims_inputs"
+        weights = [float(w) for w in args.nscd_weights if float(w) != CONFIG_NSCD_WEIGHT]
+        self.nscd_weights = weights[:1] if self.tiny else weights  # tiny: one candidate
 
     # ----- the steps ---------------------------------------------------------------
     def classifiers(self) -> Plan:
@@ -127,11 +141,70 @@ class World:
         script = need(REPO / "bench/fashion32_encoder_runs.py", "the encoder runs script")
         options = self.encoder_options()
         runs = [item for kind in ("e4e", "lsap") for seed in self.seeds for item in (kind, str(seed))]
+        if 0 not in self.seeds:
+            runs += ["e4e", "0", "lsap", "0"]  # choose-weight compares with e4e_s0 and lsap_s0 (weight 0.5)
         commands = [[python(), script, "valset", *options], [python(), script, "run", *runs, *options]]
+        for weight in self.nscd_weights:  # LSAP_E's NSCD weight candidates, seed 0
+            commands.append([python(), script, "run", "lsap", "0", "--nscd-weight", f"{weight:g}", *options])
         for kind in ("e4e", "lsap"):
             commands.append([python(), script, "best", kind, *map(str, self.seeds),
-                             str(self.out / "encoders" / f"fashion32_{kind}.pt"), *options])
+                             str(self.out / "encoders" / f"fashion32_{kind}.pt"), "--others",
+                             str(self.picks / "seeds"), *options])
+        commands.append([python(), script, "choose-weight", *[f"{w:g}" for w in self.nscd_weights],
+                         f"{CONFIG_NSCD_WEIGHT:g}", "--json", str(self.picks / "nscd_weight_choice.json"),
+                         "--export", str(self.picks / "fashion32_lsap_nscd_chosen.pt"), *options])
         return Plan(commands=commands)
+
+    def val_dir(self) -> Path:
+        return self.runs / "fashion_val_train"
+
+    def lambda_(self) -> Plan:
+        script = need(REPO / "bench/lsap_o_lambda_validation.py", "the LSAP_O lambda validation script")
+        if not self.val_dir().is_dir() and not self.args.dry_run and (
+                "encoders" not in self.args.steps or not (FASHION_ROOT.is_dir() or self.args.fashion_root)):
+            return Plan(skip=f"no validation split {self.val_dir()} (the encoders step writes it from Fashion-MNIST)")
+        command = [python(), script, "--generator", self.generator, "--val-dir", str(self.val_dir()),
+                   "--output", str(self.picks / "lambda_validation")]
+        if self.tiny:
+            command += ["--images", "2", "--lambdas", "0", "0.05", "--lsap-o-steps", "2", "--anchor-samples", "300",
+                        "--resamples", "20", "--threads", "1", "--batch-size", "4"]
+        return Plan(commands=[command])
+
+    def claims_choices(self) -> tuple[list[str], list[str]]:
+        """The claims options chosen on validation (``--seed-encoders``, ``--extra-encoders``,
+        ``--lambdas``) from the files the encoders and lambda steps wrote, and notes on what is
+        left out; placeholders in a dry run where those files are not there yet."""
+        options, notes = [], []
+        seeds_dir = self.picks / "seeds"
+        files = sorted(seeds_dir.glob("fashion32_*_s*.pt")) if seeds_dir.is_dir() else []
+        if files:
+            options += ["--seed-encoders", *[f"{f.name.split('_')[1]}={f}" for f in files]]
+        elif self.args.dry_run:
+            options += ["--seed-encoders", *[f"{kind}={seeds_dir}/fashion32_{kind}_s<each seed but the best>.pt"
+                                             for kind in ("e4e", "lsap")]]
+        else:
+            notes.append(f"no further seeds in {seeds_dir}: no seeds table")
+        choice_file = self.picks / "nscd_weight_choice.json"
+        chosen_encoder = self.picks / "fashion32_lsap_nscd_chosen.pt"
+        if choice_file.is_file():
+            weight = float(json.loads(choice_file.read_text())["choice"])
+            if weight == CONFIG_NSCD_WEIGHT:
+                notes.append(f"the NSCD weight chosen on validation is the config's {weight:g}: the main LSAP_E row")
+            else:
+                options += ["--extra-encoders", f"lsap_nscd{weight:g}=lsap={chosen_encoder}"]
+        elif self.args.dry_run:
+            options += ["--extra-encoders", f"lsap_nscd<weight in {choice_file}>=lsap={chosen_encoder}"]
+        else:
+            notes.append(f"no NSCD weight choice ({choice_file}): no extra LSAP_E row")
+        lambda_file = self.picks / "lambda_validation" / "lambda_validation.json"
+        if lambda_file.is_file():
+            lam = float(json.loads(lambda_file.read_text())["choice"])
+            options += ["--lambdas", *dict.fromkeys(f"{v:g}" for v in (0.0, lam, 0.5))]
+        elif self.args.dry_run:
+            options += ["--lambdas", "0", f"<lambda in {lambda_file}>", "0.5"]
+        else:
+            notes.append(f"no lambda choice ({lambda_file}): the claims' default --lambdas")
+        return options, notes
 
     def refinements(self) -> Plan:
         plan = Plan()
@@ -188,8 +261,9 @@ class World:
             command += ["--num-images", "4", "--pti-images", "2", "--lsap-o-steps", "3", "--pti-steps", "2",
                         "--anchor-samples", "300", "--threads", "1", "--lec-batch-size", "2", "--batch-size", "4",
                         "--test-images", "shipped", "--refinements", "none", "pti", "--resamples", "50"]
-        command += self.args.claims_args
-        return Plan(commands=[command])
+        choices, notes = self.claims_choices()
+        command += choices + self.args.claims_args
+        return Plan(commands=[command], note="; ".join(notes) or None)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -200,6 +274,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS))
     parser.add_argument("--seeds", nargs="+", default=["0", "1", "2"], help="encoder training seeds")
     parser.add_argument("--encoder-steps", type=int, default=6000)
+    parser.add_argument("--nscd-weights", nargs="+", default=["0.05", "0.15"],
+                        help="LSAP_E NSCD weight candidates (seed 0) besides the config's 0.5")
     parser.add_argument("--fashion-root", default=None, help="Fashion-MNIST idx files (default: Debian's folder)")
     parser.add_argument("--claims-args", nargs=argparse.REMAINDER, default=[],
                         help="further arguments for bench/claims_fashion32.py (last on the line)")
@@ -234,7 +310,7 @@ def main() -> None:
     failed = None
     for step in (s for s in STEPS if s in args.steps):
         try:
-            plan = getattr(world, step)()
+            plan = getattr(world, "lambda_" if step == "lambda" else step)()
         except MissingPiece as error:
             plan = Plan(missing=[str(error)])
         record: dict[str, object] = {"commands": [shlex.join(c) for c in plan.commands]}
