@@ -160,8 +160,7 @@ class World:
 
     def lambda_(self) -> Plan:
         script = need(REPO / "bench/lsap_o_lambda_validation.py", "the LSAP_O lambda validation script")
-        if not self.val_dir().is_dir() and not self.args.dry_run and (
-                "encoders" not in self.args.steps or not (FASHION_ROOT.is_dir() or self.args.fashion_root)):
+        if not self.val_dir().is_dir() and not self.args.dry_run:  # planned after the encoders step ran
             return Plan(skip=f"no validation split {self.val_dir()} (the encoders step writes it from Fashion-MNIST)")
         command = [python(), script, "--generator", self.generator, "--val-dir", str(self.val_dir()),
                    "--output", str(self.picks / "lambda_validation")]
