@@ -5,8 +5,10 @@ this checkout is listed with the reason ("not available here: ...")):
 
 * embeddings: the e4e baseline and LSAP_E encoders (lsap/assets/encoders/fashion32_*.pt),
   further encoders (``--extra-encoders LABEL=KIND=FILE``: row ``encoder_<LABEL>``, refined like
-  an encoder of KIND, e.g. LSAP_E at the NSCD weight chosen on validation), ReStyle with e4e losses and with NSCD (fashion32_restyle_*), LSAP_O in W+ with each
-  ``--lambdas`` value and LSAP_O in W at ``--w-lambda``;
+  an encoder of KIND, e.g. LSAP_E at the NSCD weight chosen on validation), ReStyle with e4e
+  losses and with NSCD (fashion32_restyle_*), LSAP_O in W+ with each ``--lambdas`` value
+  (the second one is the pivot compared with the first in the pivot effects) and LSAP_O in W
+  at ``--w-lambda``;
 * refinements of every pivot: none, PTI (first ``--pti-images``), HFGI (the refiner trained
   over the e4e or the NSCD embedding, by the pivot's kind) and SAM (first ``--sam-images``).
 
