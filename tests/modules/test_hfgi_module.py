@@ -184,15 +184,56 @@ def test_editing_without_the_stored_input_is_a_clear_error(tmp_path):
         refinement_renderer(module.generator, record, record.load_code())
 
 
-def test_config_fits_a_few_steps(tmp_path):
+def in_repo_layout(tmp_path: Path) -> Path:
+    """A working folder that sees configs/ and lsap/assets/ as the repository root does (the
+    configs' relative paths), so a config runs as written and writes only here."""
+    work = tmp_path / "work"
+    (work / "lsap").mkdir(parents=True)
+    (work / "configs").symlink_to(REPO / "configs")
+    (work / "lsap" / "assets").symlink_to(REPO / "lsap" / "assets")
+    return work
+
+
+def run_lsap(work: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "lsap", "fit", "--config", str(REPO / "configs" / "hfgi_fashion32.yaml"),
-               "--trainer.max_steps", "2", "--trainer.logger", "false",
-               "--trainer.default_root_dir", str(tmp_path / "logs"),
-               "--trainer.callbacks.init_args.dirpath", str(tmp_path / "ckpt"),
-               "--model.init_args.anchor_cache_dir", str(tmp_path / "anchors")]
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-m", "lsap", *args, "--trainer.enable_progress_bar", "false"], cwd=work,
+                          env=env, capture_output=True, text=True, timeout=600)
     if done.returncode and "Fashion-MNIST not found" in done.stderr:
         pytest.skip("Fashion-MNIST (dataset-fashion-mnist) is not installed")
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_config_fits_a_few_steps(tmp_path):
+    work = in_repo_layout(tmp_path)
+    run_lsap(work, "fit", "--config", "configs/hfgi_fashion32.yaml", "--trainer.max_steps", "2",
+             "--trainer.logger", "false", "--trainer.callbacks.init_args.dirpath", str(tmp_path / "ckpt"))
     assert (tmp_path / "ckpt" / "last.ckpt").is_file()
+    assert not (work / "outputs").exists(), "fit must not write predictions"
+    trained = torch.load(tmp_path / "ckpt" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    from lsap.refine.hfgi import load_hfgi_refiner
+
+    shipped = load_hfgi_refiner("fashion32_hfgi_lsap")[0].state_dict()
+    floats = [k for k, v in shipped.items() if v.is_floating_point()]
+    assert floats and all(f"refiner.{k}" in trained for k in floats)
+    step = torch.cat([(trained[f"refiner.{k}"].float() - shipped[k].float()).flatten() for k in floats]).norm()
+    size = torch.cat([shipped[k].float().flatten() for k in floats]).norm()
+    assert 0 < step < 0.05 * size, "two steps from the shipped refiner: changed, and only a little"
+
+
+def test_config_predicts_as_the_predict_config(tmp_path):
+    """configs/hfgi_fashion32.yaml refines the shipped images exactly as the offline
+    configs/hfgi_fashion32_predict.yaml does (same refiner, embedding and images)."""
+    work = in_repo_layout(tmp_path)
+    run_lsap(work, "predict", "--config", "configs/hfgi_fashion32.yaml",
+             "--data.init_args.predict_dataset.init_args.limit", "2")
+    run_lsap(work, "predict", "--config", "configs/hfgi_fashion32_predict.yaml", "--data.init_args.limit", "2",
+             "--trainer.callbacks.init_args.output_dir", str(tmp_path / "offline"))
+    one = {r.name: r for r in InversionResults(work / "outputs" / "hfgi_fashion32")}
+    other = {r.name: r for r in InversionResults(tmp_path / "offline")}
+    assert len(one) == 2 and one.keys() == other.keys()
+    for name, record in one.items():
+        assert record.refinement == "hfgi" and record.meta["hfgi_refiner"] == "fashion32_hfgi_lsap"
+        assert torch.equal(record.load_code()["ws"], other[name].load_code()["ws"])
+        assert np.array_equal(np.asarray(Image.open(record.image_path)), np.asarray(Image.open(other[name].image_path)))
+        assert record.losses["mse"] < record.losses["mse_pivot"], "the shipped refiner improves on its pivot"

@@ -1,5 +1,6 @@
 """ReStyle module: per-batch random step counts, LSAP_E's losses on the last step, prediction
-with N steps in the results layout, and the configs run."""
+with N steps in the results layout, and the configs run (configs/restyle_fashion32.yaml both
+fits and predicts)."""
 
 from __future__ import annotations
 
@@ -94,3 +95,63 @@ def test_config_fits_a_few_steps(tmp_path, config):
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "ckpt" / "last.ckpt").is_file()
+
+
+def in_repo_layout(tmp_path: Path) -> Path:
+    """A working folder that sees the repository's configs/ and lsap/assets/ as the repository
+    root does (the configs' relative paths), so a config runs as written and writes only here."""
+    work = tmp_path / "work"
+    (work / "lsap").mkdir(parents=True)
+    (work / "configs").symlink_to(REPO / "configs")
+    (work / "lsap" / "assets").symlink_to(REPO / "lsap" / "assets")
+    return work
+
+
+def run_lsap(work: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "lsap", *args, "--trainer.enable_progress_bar", "false"], cwd=work,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_one_config_fits_from_the_shipped_encoder(tmp_path):
+    from lsap.encoders.restyle import load_restyle_encoder
+
+    work = in_repo_layout(tmp_path)
+    run_lsap(work, "fit", "--config", "configs/restyle_fashion32.yaml", "--trainer.max_steps", "2",
+             "--trainer.logger", "false", "--data.init_args.num_train", "16")
+    last = work / "lightning_logs" / "restyle_fashion32" / "checkpoints" / "last.ckpt"
+    assert last.is_file()
+    assert not (work / "outputs").exists(), "fit must not write predictions"
+    trained = torch.load(last, map_location="cpu", weights_only=True)["state_dict"]
+    shipped = load_restyle_encoder(REPO / "lsap" / "assets" / "encoders" / "fashion32_restyle_lsap.pt").encoder
+    pairs = [(trained[f"encoder.{k}"].float(), v.float()) for k, v in shipped.state_dict().items()
+             if v.is_floating_point() and f"encoder.{k}" in trained]
+    assert len(pairs) == sum(1 for v in shipped.state_dict().values() if v.is_floating_point())
+    step = torch.cat([(a - b).flatten() for a, b in pairs]).norm()
+    size = torch.cat([b.flatten() for _, b in pairs]).norm()
+    assert 0 < step < 0.05 * size, "two steps from the shipped encoder: changed, and only a little"
+
+
+def test_one_config_predicts_with_the_shipped_encoder(tmp_path):
+    from lsap.data import FashionSamplesDataset
+    from lsap.encoders.restyle import load_restyle_encoder
+    from lsap.model import GeneratorSource
+
+    work = in_repo_layout(tmp_path)
+    run_lsap(work, "predict", "--config", "configs/restyle_fashion32.yaml", "--data.init_args.limit", "2")
+    records = sorted(InversionResults(work / "outputs" / "restyle_fashion32"), key=lambda r: r.name)
+    assert len(records) == 2 and all(r.meta["method"] == "restyle" and r.meta["restyle_steps"] == 5 for r in records)
+    # The same inversion computed here from the shipped file and the shipped images.
+    loaded = load_restyle_encoder(REPO / "lsap" / "assets" / "encoders" / "fashion32_restyle_lsap.pt")
+    generator = GeneratorSource(checkpoint="fashion32").build().eval()
+    images = FashionSamplesDataset(limit=2)
+    batch = torch.stack([images[i]["image"] for i in range(2)])
+    with torch.no_grad():
+        expected = restyle_invert(loaded.encoder.float().eval(), generator, batch,
+                                  loaded.latent_avg.reshape(-1, generator.w_dim)[0], 5).final_ws
+    by_name = {item["name"]: i for i, item in enumerate(images[i] for i in range(2))}
+    for record in records:
+        torch.testing.assert_close(record.load_code()["ws"].float(), expected[by_name[record.name]],
+                                   atol=1e-4, rtol=1e-4)
