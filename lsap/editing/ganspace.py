@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from lsap.editing.directions import check_finite, check_fingerprint
-from lsap.errors import BadFileError, MissingInputError
+from lsap.errors import BadFileError, BadValueError, MissingInputError
 from lsap.io import atomic_write
 from lsap.model.fingerprint import generator_fingerprint
 from lsap.model.sampling import sample_z
@@ -202,10 +202,15 @@ def compute_ganspace(generator: nn.Module, num_samples: int = 300_000, num_compo
     variance; ``var_ratio`` is each one's share of the total variance.
     """
     w_dim = int(generator.w_dim)
+    # Checked before any sampling: a batch size below 1 would never finish the z stream.
     if not 1 <= num_components <= w_dim:
-        raise ValueError(f"num_components must be within 1..{w_dim}, got {num_components}")
+        raise BadValueError(f"num_components must be within 1..{w_dim}, got {num_components}")
     if num_samples < 2:
-        raise ValueError(f"num_samples must be >= 2, got {num_samples}")
+        raise BadValueError(f"num_samples must be >= 2, got {num_samples}")
+    if batch_size < 1:
+        raise BadValueError(f"batch_size must be >= 1, got {batch_size}")
+    if method not in ("exact", "randomized"):
+        raise BadValueError(f"method must be 'exact' or 'randomized', got {method!r}")
     ref = next(iter(generator.parameters()))
     was_training = generator.training
     generator.eval()
@@ -234,8 +239,8 @@ def compute_ganspace(generator: nn.Module, num_samples: int = 300_000, num_compo
         _, s, v = torch.pca_lowrank(samples, q=q, center=False, niter=power_iterations)
         values = (s.double() ** 2 / (num_samples - 1))[:num_components]
         components = v.T[:num_components].double()
-    else:
-        raise ValueError(f"method must be 'exact' or 'randomized', got {method!r}")
+    else:  # unreachable: checked above
+        raise BadValueError(f"method must be 'exact' or 'randomized', got {method!r}")
     return GANSpace(
         mean=mean.float(), components=_orient(components).float(), std=values.sqrt().float(),
         var_ratio=(values / total_var).float() if total_var > 0 else None,

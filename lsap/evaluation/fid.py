@@ -47,17 +47,21 @@ def folder_fid(real: str | Path | list[str], fake: str | Path | list[str], incep
     target = torch.device(device)
     fake_files = _files(fake, "fake image")
     stats = Path(real_stats) if real_stats else None
-    real_files = [] if stats is not None and stats.is_file() else _files(real, "real image")
+    from_stats = stats is not None and stats.is_file()
+    real_files = [] if from_stats else _files(real, "real image")
+    # The inputs are read (unreadable files skipped and counted) before the feature network is
+    # looked for, so a folder without enough readable images is reported as such first.
+    unreadable = UnreadableImages()
+    fake_images = _readable(fake_files, unreadable, "fake", fake if not isinstance(fake, list) else "the list")
+    real_images = [] if from_stats else _readable(real_files, unreadable, "real",
+                                                  real if not isinstance(real, list) else "the list")
     extractor = extractor if extractor is not None else load_feature_extractor(inception, device=target)
     weights = getattr(extractor, "weights_path", None)
     feature_hash = file_sha256(weights) if weights else ""
     metric = FID(extractor).to(target)
-    unreadable = UnreadableImages()
-    fake_images = _readable(fake_files, unreadable, "fake", fake if not isinstance(fake, list) else "the list")
-    if stats is not None and stats.is_file():
+    if from_stats:
         metric.load_real_stats(stats, feature_hash)
     else:
-        real_images = _readable(real_files, unreadable, "real", real if not isinstance(real, list) else "the list")
         feed_fid(metric, real_images, True, batch_size, target)
         if stats is not None:
             metric.save_real_stats(stats, feature_hash)

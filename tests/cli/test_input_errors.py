@@ -146,3 +146,74 @@ def test_a_missing_config_file_is_one_line(tmp_path, capsys, monkeypatch):
         main(["predict", "--config", str(tmp_path / "nowhere.yaml")])
     assert exc.value.code == 2
     assert f"'{tmp_path / 'nowhere.yaml'}' does not exist" in _one_error_line(capsys)
+
+
+def _write_decompression_bomb(path: Path) -> None:
+    """A tiny PNG whose header claims 40000 x 40000 pixels (PIL refuses to open it)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", 40000, 40000, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
+                     + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("option, value", [("batch_size", "0"), ("batch_size", "-3"), ("num_samples", "0"),
+                                           ("num_samples", "1"), ("num_components", "0")])
+def test_ganspace_with_a_non_positive_count_ends_with_one_line(option, value, tmp_path, capsys):
+    source = save_generator(small_source().build(), tmp_path / "g.pt")
+    with pytest.raises(SystemExit) as exc:  # batch_size 0 used to loop for ever on an empty batch
+        main(["directions", "ganspace", str(source), str(tmp_path / "pca.pt"),
+              "--num_samples", "64", f"--{option}", value])
+    assert exc.value.code == 2
+    line = _one_error_line(capsys)
+    assert option in line and value in line
+    assert not (tmp_path / "pca.pt").exists()
+
+
+def test_ganspace_checks_its_counts_before_sampling(monkeypatch):
+    from lsap.editing import ganspace
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("sampled before checking the options")
+
+    monkeypatch.setattr(ganspace, "sample_z", no_sampling)
+    generator = small_source().build()
+    for kwargs in (dict(batch_size=0), dict(num_samples=1), dict(num_components=0), dict(method="svd")):
+        with pytest.raises(BadValueError):
+            ganspace.compute_ganspace(generator, **{"num_samples": 16, **kwargs})
+
+
+def test_fid_reports_a_folder_of_unreadable_images_before_looking_for_inception(tmp_path, capsys, monkeypatch):
+    real, fake = _samples(tmp_path, 1), tmp_path / "fake"
+    shutil.copytree(real, fake)
+    shutil.copy(Path(SHIPPED_SAMPLES_DIR) / sorted(os.listdir(SHIPPED_SAMPLES_DIR))[1], fake)
+    _write_decompression_bomb(real / "0999_3.png")
+
+    def no_inception(*args, **kwargs):
+        raise AssertionError("looked for the Inception weights before checking the images")
+
+    monkeypatch.setattr("lsap.evaluation.fid.load_feature_extractor", no_inception)
+    with pytest.raises(SystemExit) as exc:
+        main(["fid", str(real), str(fake), "--inception", str(tmp_path / "no_inception.pt")])
+    assert exc.value.code == 2
+    line = _one_error_line(capsys)
+    assert "at least 2 readable real images" in line and "1 unreadable" in line
+
+
+def test_fid_skips_and_names_a_decompression_bomb(tmp_path, capsys):
+    import json
+
+    real = _samples(tmp_path, 3)
+    fake = tmp_path / "fake"
+    shutil.copytree(real, fake)
+    _write_decompression_bomb(fake / "0999_3.png")
+    main(["fid", str(real), str(fake), "--classifier", "fashion32", "--batch_size", "2"])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "0999_3.png" in err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["num_real"] == 3 and result["num_fake"] == 3 and result["num_unreadable"] == 1
+    assert result["unreadable"] == [str(fake / "0999_3.png")]
