@@ -103,7 +103,7 @@ class LoadedReStyle:
 
 def builtin_restyle_path(name: str | os.PathLike[str]) -> str | os.PathLike[str]:
     return builtin_asset_path(name, BUILTIN_RESTYLE_ENCODERS, "ReStyle encoder",
-                              "train it (configs/restyle_fashion32.yaml, then bench/export_fashion32_restyle.py)")
+                              "train it (configs/restyle_fashion32_lsap.yaml, then bench/export_fashion32_restyle.py)")
 
 
 def load_restyle_encoder(path: str | os.PathLike[str], input_size: int | None = None) -> LoadedReStyle:

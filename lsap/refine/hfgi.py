@@ -337,7 +337,8 @@ def load_hfgi_refiner(path: str | os.PathLike[str]) -> tuple[HFGIRefiner, dict[s
     """Read an lsap HFGI refiner file (or a built-in name, ``BUILTIN_HFGI``) with lsap's safe
     reader; returns the refiner (float32, eval mode) and the file's ``meta``."""
     file = builtin_asset_path(path, BUILTIN_HFGI, "HFGI refiner",
-                              "train it (configs/hfgi_fashion32.yaml, then bench/export_fashion32_hfgi.py)")
+                              "train it (configs/hfgi_fashion32.yaml with --model.init_args.refiner_checkpoint null, "
+                              "then bench/export_fashion32_hfgi.py)")
     data = load_weights_file(file, _REFINER_DESCRIPTION)
     if not isinstance(data, dict) or data.get("format") != "lsap-hfgi" or not isinstance(data.get("state_dict"), dict):
         raise BadFileError(f"'{file}' is not {_REFINER_DESCRIPTION}")
