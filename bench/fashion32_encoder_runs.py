@@ -50,7 +50,6 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # claims_table, beside this script
 
 REPO = Path(__file__).resolve().parent.parent
 BASE_CONFIGS = {"e4e": REPO / "configs/encoder_fashion32_e4e.yaml", "lsap": REPO / "configs/encoder_fashion32_lsap.yaml"}

@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # claims_fashion32, claims_table
 
 DEFAULT_LAMBDA = 0.05  # LSAP_O's default lambda_NSCD, the choice when none qualifies
 RULE = ("the lambda > 0 with the lowest validation MSE among those whose mean NSCD is at most half of "

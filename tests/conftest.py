@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,7 +29,11 @@ def small_source(resolution: int = 32, seed: int = 0, **overrides: Any) -> Gener
 
 
 def load_bench_script(name: str) -> ModuleType:
-    """Import ``bench/<name>.py`` (scripts, not a package) to test its functions."""
+    """Import ``bench/<name>.py`` (scripts, not a package) to test its functions. Run as a
+    script, a bench file finds its siblings (``import claims_table``) beside it; imported
+    here, it finds them through the bench folder on the test session's path."""
+    if str(BENCH) not in sys.path:
+        sys.path.append(str(BENCH))
     spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
