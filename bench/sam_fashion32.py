@@ -174,6 +174,11 @@ def main() -> None:
                   progress=False, **SAM_SETTINGS, **common)
         sam_dir = runs / f"sam_{label}"
         sam_seconds = predict(sam, SAMWriter(str(sam_dir)), data(args.batch_size), True)
+        sam_timing = sam_dir / "seconds.json"  # as for the pivot: a resumed run keeps the first run's time
+        if sam_timing.is_file():
+            sam_seconds = json.loads(sam_timing.read_text())["seconds_per_image"] * args.num_images
+        else:
+            sam_timing.write_text(json.dumps({"seconds_per_image": sam_seconds / args.num_images}))
         for kind, run_dir, seconds in (("pivot", pivot_dir, pivot_seconds), ("sam", sam_dir, sam_seconds)):
             count = min(len(InversionResults(run_dir)), args.num_images)
             row = {"run": f"{kind}_{label}", "pivot": label, "kind": kind, "images": count,
