@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
 from lsap.encoders.restyle import restyle_invert
+from lsap.errors import BadValueError
 from lsap.images import from_uint8, to_uint8
 from lsap.losses.identity import IDLoss
 from lsap.losses.reconstruction import to_resolution
@@ -82,7 +83,8 @@ class HFGI(FrozenGeneratorModule):
             with ``fusion_resolution`` / ``input_size``).
         refiner_checkpoint: an HFGI refiner file or built-in name (``fashion32_hfgi_lsap``) to
             start from (fit) or to refine with (predict). Recorded in the results for editing.
-        fusion_resolution / input_size: used when ``refiner`` is not given.
+        fusion_resolution / input_size: used when ``refiner`` is not given; with a
+            ``refiner_checkpoint`` they must match the file (or stay unset).
         lpips: perceptual distance; None leaves the term out.
         identity: ID loss (faces); None leaves it out.
         l2_weight / lpips_weight / id_weight / distortion_weight: loss weights (HFGI's).
@@ -128,6 +130,11 @@ class HFGI(FrozenGeneratorModule):
         self.refiner_meta: dict[str, Any] = {}
         if refiner_checkpoint:
             loaded, self.refiner_meta = load_hfgi_refiner(refiner_checkpoint)
+            for name, asked in (("fusion_resolution", fusion_resolution), ("input_size", input_size)):
+                if asked is not None and asked != loaded.config[name]:
+                    raise BadValueError(f"{name}={asked} does not match the HFGI refiner '{refiner_checkpoint}', "
+                                        f"which was trained with {name}={loaded.config[name]}; leave {name} unset "
+                                        "or train a refiner for it (refiner_checkpoint null)")
             if refiner is not None:
                 refiner.load_state_dict(loaded.state_dict())
             else:

@@ -161,6 +161,17 @@ def test_predict_from_a_pivots_folder_uses_its_codes(tmp_path):
         make_module(tmp_path, embedding=None).embed(torch.zeros(1, 3, 32, 32))
 
 
+def test_a_refiner_file_must_match_the_fusion_resolution_asked_for(tmp_path):
+    from lsap.errors import BadValueError
+
+    refiner_file = save_hfgi_refiner(tmp_path / "r.pt", make_module(tmp_path).refiner)  # fused at 16 px
+    assert make_module(tmp_path, refiner=None, refiner_checkpoint=str(refiner_file),
+                       fusion_resolution=16).refiner.fusion_resolution == 16
+    assert make_module(tmp_path, refiner=None, refiner_checkpoint=str(refiner_file)).refiner.fusion_resolution == 16
+    with pytest.raises(BadValueError, match="fusion_resolution=8 does not match"):
+        make_module(tmp_path, refiner=None, refiner_checkpoint=str(refiner_file), fusion_resolution=8)
+
+
 def test_editing_without_the_stored_input_is_a_clear_error(tmp_path):
     import shutil
 
