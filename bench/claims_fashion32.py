@@ -343,7 +343,18 @@ def main() -> None:
                     for kind, path in (("e4e", args.e4e_encoder), ("lsap", args.lsap_encoder))]
     encoder_rows += [(embedding, kind, file, False) for embedding, kind, file in extra_encoders]
     encoder_rows += [(embedding, kind, file, True) for embedding, kind, file in seed_encoders]
+    wanted = set(args.embeddings) if args.embeddings else None
+    candidates = [row[0] for row in encoder_rows] + ["restyle_e4e", "restyle_lsap"] + \
+        [f"lsap_o_{space}_lambda{lam:g}" for space, lam in [("w+", lam) for lam in args.lambdas] + [("w", args.w_lambda)]]
+    if wanted is not None and wanted - set(candidates):
+        raise SystemExit(f"--embeddings: unknown rows {sorted(wanted - set(candidates))}; the rows are {candidates}")
+
+    def skipped(name: str) -> bool:
+        return wanted is not None and name not in wanted
+
     for embedding, kind, path, seed_row in encoder_rows:
+        if skipped(embedding):
+            continue
         file, trained = encoder_file(path, embedding.removeprefix("encoder_"), output, args.allow_untrained_encoders,
                                      args.seed)
         module = LSAP_E(generator=source, encoder=Encoder4Editing(**ENCODER_ARCH), encoder_checkpoint=str(file),
@@ -361,6 +372,8 @@ def main() -> None:
         from lsap.modules import ReStyle
 
         for label, file in restyle_files.items():
+            if skipped(f"restyle_{label}"):
+                continue
             module = ReStyle(generator=source, encoder=Encoder4Editing(**{**ENCODER_ARCH, "input_channels": 6}),
                              encoder_checkpoint=file, num_steps=args.restyle_steps, identity=None, moco=None,
                              **common).eval()
@@ -374,6 +387,8 @@ def main() -> None:
     spaces = [("w+", lam) for lam in args.lambdas] + [("w", args.w_lambda)]
     for space, lam in spaces:
         name = f"lsap_o_{space}_lambda{lam:g}"
+        if skipped(name):
+            continue
         module = lsap_o_module(source, space, lam, args.lsap_o_steps, args.seed, args.anchor_samples)
         seconds = run_inversion(module, runs / name, data(optim_images, args.batch_size), gradients=True, reuse=args.reuse_runs)
         rows_todo.append({"embedding": name, "method": name, "refinement": "none", "dir": runs / name,

@@ -85,3 +85,24 @@ def test_seed_rows_and_extra_encoder_rows(tmp_path):
     text = (out / "claims.md").read_text()
     assert "| encoder_lsap | 3 |" in text and "| encoder_e4e | 2 |" in text
     assert "seed rows left out" in text
+
+
+def test_embeddings_option_keeps_only_the_rows_named(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "LSAP_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+
+    def claims(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(REPO / "bench" / "claims_fashion32.py"), "--generator", json.dumps(TINY_GENERATOR),
+             "--output", str(tmp_path / "claims"), "--num-images", "3", "--directions", str(tmp_path / "d"),
+             "--allow-untrained-encoders", "--restyle-encoders", str(tmp_path / "none1.pt"), str(tmp_path / "none2.pt"),
+             "--lambdas", "0", "--lsap-o-steps", "1", "--anchor-samples", "300", "--threads", "1", "--batch-size", "4",
+             "--test-images", "shipped", "--refinements", "none", "--resamples", "20", *extra],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+    directions(tmp_path / "d")
+    unknown = claims("--embeddings", "encoder_e4e", "lsap_o_w+_lambda7")
+    assert unknown.returncode != 0 and "unknown rows ['lsap_o_w+_lambda7']" in unknown.stderr
+    proc = claims("--embeddings", "lsap_o_w+_lambda0")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    rows = json.loads((tmp_path / "claims" / "claims.json").read_text())["rows"]
+    assert [r["method"] for r in rows] == ["lsap_o_w+_lambda0"]
