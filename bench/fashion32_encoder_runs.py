@@ -97,7 +97,7 @@ def run_config(kind: str, seed: int, run_dir: Path, val_dir: Path, max_steps: in
     trainer["val_check_interval"] = val_every
     trainer["default_root_dir"] = str(run_dir)
     trainer["logger"] = {"class_path": "lightning.pytorch.loggers.CSVLogger",
-                         "init_args": {"save_dir": str(run_dir), "name": "logs", "version": 0}}
+                         "init_args": {"save_dir": str(run_dir), "name": "logs", "version": None}}
     for callback in trainer["callbacks"]:
         if callback["class_path"].endswith("ModelCheckpoint"):
             callback["init_args"]["dirpath"] = str(run_dir / "checkpoints")
@@ -145,16 +145,19 @@ def pairs(items: list[str]) -> list[tuple[str, int]]:
 
 
 def read_curve(run_dir: Path) -> list[dict]:
-    path = run_dir / "logs" / "version_0" / "metrics.csv"
-    if not path.is_file():
-        return []
-    rows = []
-    with path.open() as f:
-        for row in csv.DictReader(f):
-            val = {k: v for k, v in row.items() if k.startswith("val") and v not in ("", None)}
-            if val:
-                rows.append({"step": int(row["step"]), **{k: float(v) for k, v in val.items()}})
-    return rows
+    """The run's validation rows by step. Each launch (the first and every resume) logs into a
+    new ``logs/version_N``; they are merged in launch order, a later launch's row replacing an
+    earlier one at the same step."""
+    by_step: dict[int, dict] = {}
+    versions = sorted((run_dir / "logs").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:]))
+    for path in versions:
+        with path.open() as f:
+            for row in csv.DictReader(f):
+                val = {k: v for k, v in row.items() if k.startswith("val") and v not in ("", None)}
+                if val:
+                    step = int(row["step"])
+                    by_step[step] = {"step": step, **{k: float(v) for k, v in val.items()}}
+    return [by_step[step] for step in sorted(by_step)]
 
 
 def final_val(run_dir: Path, key: str = "val/mse") -> tuple[int, float]:

@@ -90,3 +90,19 @@ def test_runs_stopped_at_different_steps_are_not_compared(tmp_path, monkeypatch,
     with pytest.raises(SystemExit, match="e4e_s0 at step 2000, e4e_s1 at step 1000"):
         cli(monkeypatch, capsys, "best", "e4e", "0", "1", str(tmp_path / "out.pt"), "--runs", str(runs))
     assert not (tmp_path / "out.pt").exists()
+
+
+def test_a_resumed_run_keeps_its_earlier_validation_rows(tmp_path):
+    # the first launch logs version_0, a resume version_1 (overlapping at step 2000)
+    write_run(tmp_path, "e4e_s0", [(1000, 0.09, 0.08), (2000, 0.08, 0.08)])
+    resumed = tmp_path / "encoders" / "e4e_s0" / "logs" / "version_1"
+    resumed.mkdir(parents=True)
+    with (resumed / "metrics.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["epoch", "step", "val/mse", "val/nscd"])
+        writer.writeheader()
+        writer.writerow({"epoch": 1, "step": 2000, "val/mse": 0.075, "val/nscd": 0.07})
+        writer.writerow({"epoch": 1, "step": 3000, "val/mse": 0.07, "val/nscd": 0.07})
+    curve = runs_script.read_curve(tmp_path / "encoders" / "e4e_s0")
+    assert [(row["step"], row["val/mse"]) for row in curve] == [(1000, 0.09), (2000, 0.075), (3000, 0.07)]
+    config = runs_script.run_config("e4e", 0, tmp_path / "run", tmp_path / "val", 100, 64, 50, None)
+    assert config["trainer"]["logger"]["init_args"]["version"] is None  # every launch gets its own version
