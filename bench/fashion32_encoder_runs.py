@@ -168,10 +168,6 @@ def final_val(run_dir: Path, key: str = "val/mse") -> tuple[int, float]:
     return curve[-1]["step"], curve[-1][key]
 
 
-def final_val_mse(run_dir: Path) -> float:
-    return final_val(run_dir)[1]
-
-
 def same_final_step(finals: dict[str, int]) -> int:
     """The common final step of the runs ``{name: final step}``; an error naming them otherwise."""
     if len(set(finals.values())) != 1:

@@ -59,13 +59,9 @@ def measure(fusion: int, steps: int, val: FashionSamplesDataset, evaluate: int, 
         result = module.refiner.refine(module.generator, ws, images)
     refined = ((quantize_uint8(result["image"].float()) - images) ** 2).flatten(1).mean(1)
     pivot = ((quantize_uint8(result["reconstruction"].float()) - images) ** 2).flatten(1).mean(1)
-    return {"fusion": fusion, "steps": steps, "images": len(images), "mse_refined": interval(refined),
-            "mse_pivot": interval(pivot), "s_per_step": round(seconds, 3)}
-
-
-def interval(values: torch.Tensor) -> dict[str, float]:
-    mean = bootstrap_mean(values.tolist(), resamples=1000)
-    return {"mean": mean.value, "low": mean.low, "high": mean.high}
+    return {"fusion": fusion, "steps": steps, "images": len(images),
+            "mse_refined": bootstrap_mean(refined.tolist(), resamples=1000).as_dict(),
+            "mse_pivot": bootstrap_mean(pivot.tolist(), resamples=1000).as_dict(), "s_per_step": round(seconds, 3)}
 
 
 def main() -> None:
@@ -86,7 +82,7 @@ def main() -> None:
     for fusion in args.fusions:
         results.append(measure(fusion, args.steps, val, args.eval, held_out))
         print(json.dumps(results[-1]), flush=True)
-    best = min(results, key=lambda r: r["mse_refined"]["mean"])
+    best = min(results, key=lambda r: r["mse_refined"]["value"])
     print(f"chosen fusion resolution (lowest validation MSE): {best['fusion']} px", flush=True)
     if args.output:
         args.output.write_text(json.dumps({"results": results, "chosen": best["fusion"]}, indent=2))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -14,7 +16,8 @@ import torch
 
 from lsap.model import Generator, GeneratorSource
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "bench"
 # The reference fixtures ship in tests/fixtures (see its README); LSAP_FIXTURES points elsewhere.
 FIXTURES = Path(os.environ.get("LSAP_FIXTURES") or Path(__file__).resolve().parent / "fixtures")
 
@@ -30,14 +33,49 @@ def small_source(resolution: int = 32, seed: int = 0, **overrides: Any) -> Gener
 
 def load_bench_script(name: str) -> ModuleType:
     """Import ``bench/<name>.py`` (scripts, not a package) to test its functions. Run as a
-    script, a bench file finds its siblings (``import claims_table``) beside it; imported
-    here, it finds them through the bench folder on the test session's path."""
-    if str(BENCH) not in sys.path:
-        sys.path.append(str(BENCH))
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    script, a bench file finds the siblings it imports (``import claims_table``) beside it;
+    here each such sibling is loaded from the bench folder and registered under its name first."""
+    path = BENCH / f"{name}.py"
+    for sibling in _bench_siblings(path):
+        if sibling not in sys.modules:
+            sys.modules[sibling] = load_bench_script(sibling)
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _bench_siblings(path: Path) -> list[str]:
+    """The bench scripts that ``path`` imports (anywhere in it, lazy imports included)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return sorted(n for n in names if n != path.stem and (BENCH / f"{n}.py").is_file())
+
+
+def in_repo_layout(tmp_path: Path) -> Path:
+    """A working folder that sees the repository's configs/ and lsap/assets/ as the repository
+    root does (the configs' relative paths), so a config runs as written and writes only here."""
+    work = tmp_path / "work"
+    (work / "lsap").mkdir(parents=True)
+    (work / "configs").symlink_to(REPO / "configs")
+    (work / "lsap" / "assets").symlink_to(REPO / "lsap" / "assets")
+    return work
+
+
+def run_lsap(work: Path, *args: str) -> subprocess.CompletedProcess:
+    """``python -m lsap ARGS`` in ``work`` (one thread, no progress bar); skips when the run
+    needs Debian's Fashion-MNIST and it is not installed."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "lsap", *args, "--trainer.enable_progress_bar", "false"], cwd=work,
+                          env=env, capture_output=True, text=True, timeout=600)
+    if done.returncode and "Fashion-MNIST not found" in done.stderr:
+        pytest.skip("Fashion-MNIST (dataset-fashion-mnist) is not installed")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
 
 
 @pytest.fixture

@@ -233,14 +233,12 @@ def compute_ganspace(generator: nn.Module, num_samples: int = 300_000, num_compo
         values, vectors = torch.linalg.eigh(cov)
         order = values.argsort(descending=True)[:num_components]
         values, components = values[order].clamp_min(0), vectors[:, order].T
-    elif method == "randomized":
+    else:  # "randomized", the only other method (checked before sampling)
         samples = torch.cat(stacked) - mean.float()
         q = min(w_dim, num_components + oversampling)
         _, s, v = torch.pca_lowrank(samples, q=q, center=False, niter=power_iterations)
         values = (s.double() ** 2 / (num_samples - 1))[:num_components]
         components = v.T[:num_components].double()
-    else:  # unreachable: checked above
-        raise BadValueError(f"method must be 'exact' or 'randomized', got {method!r}")
     return GANSpace(
         mean=mean.float(), components=_orient(components).float(), std=values.sqrt().float(),
         var_ratio=(values / total_var).float() if total_var > 0 else None,

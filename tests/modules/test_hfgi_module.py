@@ -4,9 +4,6 @@ the written reconstruction; the config runs."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +22,7 @@ from lsap.modules import HFGI
 from lsap.refine.hfgi import save_hfgi_refiner
 from lsap.results import InversionResults
 
-from conftest import small_source
+from conftest import in_repo_layout, run_lsap, small_source
 
 REPO = Path(__file__).resolve().parents[2]
 WIDTHS = dict(aligner_widths=(4, 8, 8, 8), consultation_widths=(4, 8, 8))
@@ -193,26 +190,6 @@ def test_editing_without_the_stored_input_is_a_clear_error(tmp_path):
     record = next(iter(InversionResults(tmp_path / "hfgi")))
     with pytest.raises(MissingInputError, match="HFGIWriter"):
         refinement_renderer(module.generator, record, record.load_code())
-
-
-def in_repo_layout(tmp_path: Path) -> Path:
-    """A working folder that sees configs/ and lsap/assets/ as the repository root does (the
-    configs' relative paths), so a config runs as written and writes only here."""
-    work = tmp_path / "work"
-    (work / "lsap").mkdir(parents=True)
-    (work / "configs").symlink_to(REPO / "configs")
-    (work / "lsap" / "assets").symlink_to(REPO / "lsap" / "assets")
-    return work
-
-
-def run_lsap(work: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "lsap", *args, "--trainer.enable_progress_bar", "false"], cwd=work,
-                          env=env, capture_output=True, text=True, timeout=600)
-    if done.returncode and "Fashion-MNIST not found" in done.stderr:
-        pytest.skip("Fashion-MNIST (dataset-fashion-mnist) is not installed")
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
 
 
 def test_config_fits_a_few_steps(tmp_path):

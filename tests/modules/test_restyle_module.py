@@ -20,7 +20,7 @@ from lsap.encoders.restyle import restyle_invert
 from lsap.modules import ReStyle
 from lsap.results import InversionResults
 
-from conftest import small_source
+from conftest import in_repo_layout, run_lsap, small_source
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -95,24 +95,6 @@ def test_config_fits_a_few_steps(tmp_path, config):
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "ckpt" / "last.ckpt").is_file()
-
-
-def in_repo_layout(tmp_path: Path) -> Path:
-    """A working folder that sees the repository's configs/ and lsap/assets/ as the repository
-    root does (the configs' relative paths), so a config runs as written and writes only here."""
-    work = tmp_path / "work"
-    (work / "lsap").mkdir(parents=True)
-    (work / "configs").symlink_to(REPO / "configs")
-    (work / "lsap" / "assets").symlink_to(REPO / "lsap" / "assets")
-    return work
-
-
-def run_lsap(work: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "lsap", *args, "--trainer.enable_progress_bar", "false"], cwd=work,
-                          env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
 
 
 def test_one_config_fits_from_the_shipped_encoder(tmp_path):
