@@ -382,7 +382,8 @@ def main() -> None:
             rows_todo.append({"embedding": name, "method": name, "refinement": "none", "dir": runs / name,
                               "kind": label, "seconds": seconds, "images": len(samples), "encoder": file})
     else:
-        unavailable["ReStyle (e4e, NSCD)"] = "its fashion32 encoders are not in this checkout"
+        missing = [f for f in restyle_files.values() if not Path(f).is_file()]
+        unavailable["ReStyle (e4e, NSCD)"] = f"no ReStyle encoder file {', '.join(missing)}"
     optim_images = min(args.optim_images, len(samples))
     spaces = [("w+", lam) for lam in args.lambdas] + [("w", args.w_lambda)]
     for space, lam in spaces:

@@ -11,6 +11,11 @@ samples, the NSCD weight (LSAP_E only, ``--nscd-weight``), and where logs and
 checkpoints go. A run resumes from its ``last.ckpt`` (Lightning's ``--ckpt_path last``),
 so stopping and restarting one loses at most the steps since its last checkpoint.
 
+The ReStyle encoders (kinds ``restyle_e4e`` and ``restyle_lsap``, from
+``configs/restyle_fashion32_{e4e,lsap}.yaml``, whose NSCD weights are 0 and 0.5) run the
+same way, validated with their 5 ReStyle steps on the same split; ``export`` and ``best``
+write them with ``bench/export_fashion32_restyle.py``.
+
     python bench/fashion32_encoder_runs.py valset                      # /work/runs/fashion_val_train
     python bench/fashion32_encoder_runs.py command e4e 0                # print the exact command of one run
     python bench/fashion32_encoder_runs.py launch e4e 0 lsap 0          # start runs in the background (niced)
@@ -18,6 +23,7 @@ so stopping and restarting one loses at most the steps since its last checkpoint
     python bench/fashion32_encoder_runs.py curves e4e_s0 lsap_s0 --markdown   # val/mse, val/nscd per 1000 steps
     python bench/fashion32_encoder_runs.py choose-weight 0.05 0.15 0.5 [--json OUT] [--export OUT.pt]
     python bench/fashion32_encoder_runs.py run e4e 0 e4e 1 --jobs 2     # run in the foreground, 2 at a time
+    python bench/fashion32_encoder_runs.py run restyle_e4e 0 restyle_lsap 0 --max-steps 6000   # the ReStyle pair
     python bench/fashion32_encoder_runs.py export e4e 0 out.pt          # export a finished run's encoder
     python bench/fashion32_encoder_runs.py best e4e 0 1 2 out.pt        # export the seed of lowest final val/mse
     python bench/fashion32_encoder_runs.py score e4e 0 --test-dir DIR   # MSE, NSCD, class keep (both classifiers)
@@ -52,7 +58,13 @@ import yaml
 
 
 REPO = Path(__file__).resolve().parent.parent
-BASE_CONFIGS = {"e4e": REPO / "configs/encoder_fashion32_e4e.yaml", "lsap": REPO / "configs/encoder_fashion32_lsap.yaml"}
+BASE_CONFIGS = {"e4e": REPO / "configs/encoder_fashion32_e4e.yaml", "lsap": REPO / "configs/encoder_fashion32_lsap.yaml",
+                "restyle_e4e": REPO / "configs/restyle_fashion32_e4e.yaml",
+                "restyle_lsap": REPO / "configs/restyle_fashion32_lsap.yaml"}
+# The exporter of each kind's Lightning checkpoint into the small shipped file.
+EXPORTERS = {"e4e": REPO / "bench/export_fashion32_encoder.py", "lsap": REPO / "bench/export_fashion32_encoder.py",
+             "restyle_e4e": REPO / "bench/export_fashion32_restyle.py",
+             "restyle_lsap": REPO / "bench/export_fashion32_restyle.py"}
 DEFAULT_RUNS = Path(os.environ.get("LSAP_RUNS_DIR", "/work/runs"))
 VAL_PER_CLASS = 50
 CONFIG_NSCD_WEIGHT = 0.5  # LSAP_E's nscd_weight in configs/encoder_fashion32_lsap.yaml
@@ -95,6 +107,8 @@ def run_config(kind: str, seed: int, run_dir: Path, val_dir: Path, max_steps: in
     trainer = config["trainer"]
     trainer["max_steps"] = max_steps
     trainer["val_check_interval"] = val_every
+    trainer["check_val_every_n_epoch"] = None  # validate by steps, across epochs
+    trainer.pop("limit_val_batches", None)  # the ReStyle configs validate nothing by themselves
     trainer["default_root_dir"] = str(run_dir)
     trainer["logger"] = {"class_path": "lightning.pytorch.loggers.CSVLogger",
                          "init_args": {"save_dir": str(run_dir), "name": "logs", "version": None}}
@@ -108,7 +122,8 @@ def run_config(kind: str, seed: int, run_dir: Path, val_dir: Path, max_steps: in
     model = config["model"]["init_args"]
     if nscd_weight is not None:
         if kind != "lsap":
-            raise SystemExit("--nscd-weight applies to lsap runs only (e4e is nscd_weight 0 by definition)")
+            raise SystemExit("--nscd-weight applies to lsap runs only (e4e is nscd_weight 0 by definition; "
+                             "the ReStyle kinds keep their configs' weights)")
         model["nscd_weight"] = nscd_weight
     data = config["data"]["init_args"]
     if generator is not None:  # another generator file: the frozen one and the training samples' source
@@ -264,8 +279,7 @@ def score_run(args: argparse.Namespace, kind: str, seed: int, test_dir: Path | N
     with tempfile.TemporaryDirectory() as tmp:
         if kind != "file":
             encoder_file = Path(tmp) / "encoder.pt"
-            subprocess.run([sys.executable, str(REPO / "bench/export_fashion32_encoder.py"), str(step_file),
-                            str(encoder_file)], check=True)
+            export_run(kind, step_file, encoder_file)
         module = LSAP_E(generator=config["generator"], encoder=Encoder4Editing(**config["encoder"]["init_args"]),
                         encoder_checkpoint=str(encoder_file), lpips=None, identity=None, moco=None, loss_resolution=32,
                         anchor_samples=config["anchor_samples"]).eval()
@@ -289,6 +303,11 @@ def score_run(args: argparse.Namespace, kind: str, seed: int, test_dir: Path | N
         out[split] = {k: bootstrap_mean(v, resamples=1000).format(4) for k, v in values.items()}
         out[split]["images"] = len(samples)
     return out
+
+
+def export_run(kind: str, checkpoint: Path, out: str | Path) -> None:
+    """Export a run's Lightning checkpoint with its kind's exporter (the shipped file layout)."""
+    subprocess.run([sys.executable, str(EXPORTERS[kind]), str(checkpoint), str(out)], check=True)
 
 
 def run_foreground(args: argparse.Namespace, runs: list[tuple[str, int]]) -> None:
@@ -315,7 +334,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["valset", "command", "launch", "run", "curves", "export", "best", "score",
                                            "choose-weight"])
-    parser.add_argument("items", nargs="*", help="KIND SEED pairs (kind: e4e or lsap); export: KIND SEED OUT; "
+    parser.add_argument("items", nargs="*", help="KIND SEED pairs (kind: e4e, lsap, restyle_e4e or restyle_lsap); export: KIND SEED OUT; "
                                                  "best: KIND SEED... OUT; curves: run names (default all); "
                                                  "choose-weight: NSCD weights")
     parser.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="folder of all runs (outside the repository)")
@@ -377,12 +396,16 @@ def main() -> None:
             raise SystemExit("export KIND SEED OUT")
         kind, seed, out = args.items[0], int(args.items[1]), args.items[2]
         ckpt = args.runs / "encoders" / run_name(kind, seed, args.nscd_weight) / "checkpoints" / "last.ckpt"
-        subprocess.run([sys.executable, str(REPO / "bench/export_fashion32_encoder.py"), str(ckpt), out], check=True)
+        export_run(kind, ckpt, out)
     elif args.action == "score":
         import json
 
         test_dir = Path(args.test_dir) if args.test_dir else None
         runs = [("file", 0)] if args.encoder_file else pairs(args.items)
+        restyle = [kind for kind, _ in runs if kind.startswith("restyle")]
+        if restyle:
+            raise SystemExit(f"score: the one-shot kinds only (e4e, lsap), not {restyle[0]}; the ReStyle encoders "
+                             "are scored by bench/claims_fashion32.py")
         for kind, seed in runs:
             print(json.dumps(score_run(args, kind, seed, test_dir)), flush=True)
     elif args.action == "best":
@@ -400,8 +423,7 @@ def main() -> None:
             Path(args.others).mkdir(parents=True, exist_ok=True)
         for seed, path in exports:
             ckpt = args.runs / "encoders" / run_name(kind, seed, args.nscd_weight) / "checkpoints" / "last.ckpt"
-            subprocess.run([sys.executable, str(REPO / "bench/export_fashion32_encoder.py"), str(ckpt), path],
-                           check=True)
+            export_run(kind, ckpt, path)
     elif args.action == "choose-weight":
         import json
 
@@ -414,8 +436,7 @@ def main() -> None:
                                                   indent=2) + "\n")
         if args.export:
             ckpt = args.runs / "encoders" / weight_run_name(result["choice"]) / "checkpoints" / "last.ckpt"
-            subprocess.run([sys.executable, str(REPO / "bench/export_fashion32_encoder.py"), str(ckpt), args.export],
-                           check=True)
+            export_run("lsap", ckpt, args.export)
             print(f"exported the NSCD weight {result['choice']:g} encoder to {args.export}")
 
 

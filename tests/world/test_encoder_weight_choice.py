@@ -106,3 +106,20 @@ def test_a_resumed_run_keeps_its_earlier_validation_rows(tmp_path):
     assert [(row["step"], row["val/mse"]) for row in curve] == [(1000, 0.09), (2000, 0.075), (3000, 0.07)]
     config = runs_script.run_config("e4e", 0, tmp_path / "run", tmp_path / "val", 100, 64, 50, None)
     assert config["trainer"]["logger"]["init_args"]["version"] is None  # every launch gets its own version
+
+
+def test_restyle_runs_validate_on_the_split_and_keep_their_weights(tmp_path, monkeypatch, capsys):
+    for kind, weight in (("restyle_e4e", 0.0), ("restyle_lsap", 0.5)):
+        config = runs_script.run_config(kind, 2, tmp_path / "run", tmp_path / "val", 600, 64, 200, None)
+        trainer, model, data = config["trainer"], config["model"]["init_args"], config["data"]["init_args"]
+        assert config["model"]["class_path"] == "lsap.modules.ReStyle"
+        assert "limit_val_batches" not in trainer, "the run validates on the held-out training images"
+        assert trainer["val_check_interval"] == 200 and trainer["check_val_every_n_epoch"] is None
+        assert trainer["max_steps"] == 600 and model["nscd_weight"] == weight
+        assert data["root"] == str(tmp_path / "val") and data["seed"] == 2 and config["seed_everything"] == 2
+        assert model["encoder"]["init_args"]["input_channels"] == 6
+        assert runs_script.EXPORTERS[kind].name == "export_fashion32_restyle.py"
+    with pytest.raises(SystemExit, match="lsap runs only"):
+        runs_script.run_config("restyle_lsap", 0, tmp_path / "run", tmp_path / "val", 10, 8, 5, 0.15)
+    with pytest.raises(SystemExit, match="one-shot kinds only"):
+        cli(monkeypatch, capsys, "score", "restyle_e4e", "0", "--runs", str(tmp_path))
