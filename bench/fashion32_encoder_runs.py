@@ -300,9 +300,37 @@ def score_run(args: argparse.Namespace, kind: str, seed: int, test_dir: Path | N
                 values["nscd"] += module.nscd_per_image(ws)[0].tolist()
                 for key, classifier in classifiers.items():
                     values[f"keep_{key}"] += (classifier(written).argmax(1) == labels).float().tolist()
-        out[split] = {k: bootstrap_mean(v, resamples=1000).format(4) for k, v in values.items()}
+        out[split] = {k: bootstrap_mean(v, resamples=1000).as_dict() for k, v in values.items()}
         out[split]["images"] = len(samples)
     return out
+
+
+SCORE_COLUMNS = (("mse", "MSE ↓"), ("nscd", "NSCD ↓"), ("keep_labeller", "class keep (labeller) ↑"),
+                 ("keep_judge", "class keep (judge) ↑"))
+
+
+def scores_markdown(results: list[dict], split: str) -> str:
+    """``score`` results of one split as a table: each run with its intervals, then per kind
+    (the run name before ``_s<seed>``) the mean ± sample sd across its runs of each mean."""
+    rows = [r for r in results if split in r]
+    headers = ["run", "step", "images", *[h for _, h in SCORE_COLUMNS]]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for r in rows:
+        cells = [f"{r[split][k]['value']:.4f} [{r[split][k]['low']:.4f}, {r[split][k]['high']:.4f}]"
+                 for k, _ in SCORE_COLUMNS]
+        lines.append(f"| {r['run']} | {r['step']} | {r[split]['images']} | " + " | ".join(cells) + " |")
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(str(r["run"]).rsplit("_s", 1)[0], []).append(r)
+    for kind, group in groups.items():
+        if len(group) < 2:
+            continue
+        cells = []
+        for key, _ in SCORE_COLUMNS:
+            values = [g[split][key]["value"] for g in group]
+            cells.append(f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}")
+        lines.append(f"| **{kind}: mean ± sd of {len(group)} runs** | | | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def export_run(kind: str, checkpoint: Path, out: str | Path) -> None:
@@ -351,7 +379,9 @@ def main() -> None:
     parser.add_argument("--val-per-class", type=int, default=VAL_PER_CLASS)
     parser.add_argument("--test-dir", default=None, help="score: also these test images (NNNN_<class>.png)")
     parser.add_argument("--encoder-file", default=None, help="score: an exported encoder file instead of runs")
-    parser.add_argument("--markdown", action="store_true", help="curves: a markdown table per --every steps")
+    parser.add_argument("--markdown", action="store_true",
+                        help="curves: a markdown table per --every steps; score: a table per split, with mean ± sd "
+                             "across seeds")
     parser.add_argument("--every", type=int, default=1000, help="curves --markdown: steps between table rows")
     parser.add_argument("--json", default=None, help="choose-weight: also write the choice as JSON here")
     parser.add_argument("--export", default=None, help="choose-weight: export the chosen weight's encoder here")
@@ -406,8 +436,14 @@ def main() -> None:
         if restyle:
             raise SystemExit(f"score: the one-shot kinds only (e4e, lsap), not {restyle[0]}; the ReStyle encoders "
                              "are scored by bench/claims_fashion32.py")
+        results = []
         for kind, seed in runs:
-            print(json.dumps(score_run(args, kind, seed, test_dir)), flush=True)
+            results.append(score_run(args, kind, seed, test_dir))
+            print(json.dumps(results[-1]), flush=True)
+        if args.markdown:
+            for split in ("validation (training images)", "test"):
+                if any(split in r for r in results):
+                    print(f"\n{split}:\n\n" + scores_markdown(results, split), end="")
     elif args.action == "best":
         if len(args.items) < 3 or args.items[0] not in BASE_CONFIGS:
             raise SystemExit("best KIND SEED [SEED ...] OUT")

@@ -123,3 +123,20 @@ def test_restyle_runs_validate_on_the_split_and_keep_their_weights(tmp_path, mon
         runs_script.run_config("restyle_lsap", 0, tmp_path / "run", tmp_path / "val", 10, 8, 5, 0.15)
     with pytest.raises(SystemExit, match="one-shot kinds only"):
         cli(monkeypatch, capsys, "score", "restyle_e4e", "0", "--runs", str(tmp_path))
+
+
+def test_scores_table_gives_each_run_and_the_spread_across_seeds():
+    def result(run: str, mse: float, keep: float) -> dict:
+        cell = lambda v: {"value": v, "low": v - 0.001, "high": v + 0.001, "level": 0.95, "n": 10}  # noqa: E731
+        return {"run": run, "step": 100, "test": {"mse": cell(mse), "nscd": cell(0.5), "keep_labeller": cell(keep),
+                                                  "keep_judge": cell(keep), "images": 10}}
+
+    results = [result("e4e_s0", 0.010, 0.7), result("e4e_s1", 0.030, 0.9), result("lsap_s0", 0.02, 0.5)]
+    lines = runs_script.scores_markdown(results, "test").splitlines()
+    assert lines[2] == "| e4e_s0 | 100 | 10 | 0.0100 [0.0090, 0.0110] | 0.5000 [0.4990, 0.5010] | " \
+                       "0.7000 [0.6990, 0.7010] | 0.7000 [0.6990, 0.7010] |"
+    # mean ± sample sd of the two e4e runs: 0.02 ± 0.01414, 0.8 ± 0.1414; one lsap run: no spread row
+    assert lines[-1] == "| **e4e: mean ± sd of 2 runs** | | | 0.0200 ± 0.0141 | 0.5000 ± 0.0000 | 0.8000 ± 0.1414 | " \
+                        "0.8000 ± 0.1414 |"
+    assert len(lines) == 6
+    assert runs_script.scores_markdown(results, "validation (training images)").count("\n") == 2  # no rows
