@@ -21,12 +21,14 @@ write them with ``bench/export_fashion32_restyle.py``.
     python bench/fashion32_encoder_runs.py launch e4e 0 lsap 0          # start runs in the background (niced)
     python bench/fashion32_encoder_runs.py curves                       # validation curves of every run
     python bench/fashion32_encoder_runs.py curves e4e_s0 lsap_s0 --markdown   # val/mse, val/nscd per 1000 steps
+    python bench/fashion32_encoder_runs.py curves e4e_s0 e4e_s1 lsap_s0 lsap_s1 --seeds-mean   # mean ± sd per kind
     python bench/fashion32_encoder_runs.py choose-weight 0.05 0.15 0.5 [--json OUT] [--export OUT.pt]
     python bench/fashion32_encoder_runs.py run e4e 0 e4e 1 --jobs 2     # run in the foreground, 2 at a time
     python bench/fashion32_encoder_runs.py run restyle_e4e 0 restyle_lsap 0 --max-steps 6000   # the ReStyle pair
     python bench/fashion32_encoder_runs.py export e4e 0 out.pt          # export a finished run's encoder
     python bench/fashion32_encoder_runs.py best e4e 0 1 2 out.pt        # export the seed of lowest final val/mse
     python bench/fashion32_encoder_runs.py score e4e 0 --test-dir DIR   # MSE, NSCD, class keep (both classifiers)
+    python bench/fashion32_encoder_runs.py score e4e 0 e4e 1 --test-dir DIR --markdown   # and mean ± sd per kind
 
 ``best`` compares only runs stopped at the same final step (an error otherwise), and with
 ``--others DIR`` also exports the other seeds, as ``DIR/fashion32_<kind>_s<seed>.pt``.
@@ -48,6 +50,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -91,6 +94,12 @@ def write_validation_set(out: Path, root: str, per_class: int = VAL_PER_CLASS, s
         Image.fromarray(images[index], mode="L").save(out / f"{index:05d}_{labels[index]}.png")
     print(f"wrote {len(chosen)} training images ({per_class} per class) to {out}")
     return out
+
+
+def seed_group(name: str) -> str:
+    """A run's name without its seed: the group its seeds form (``lsap_s2_nscd0.15`` -> ``lsap_nscd0.15``)."""
+    match = re.fullmatch(r"(.*)_s\d+(.*)", name)
+    return match.group(1) + match.group(2) if match else name
 
 
 def run_name(kind: str, seed: int, nscd_weight: float | None) -> str:
@@ -231,14 +240,20 @@ def weight_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def curves_markdown(runs: dict[str, list[dict]], every: int = 1000) -> str:
-    """val/mse and val/nscd of each run per ``every`` steps (a run's validation row nearest each
-    multiple of ``every``, the last one when several round to it)."""
+def curves_at(runs: dict[str, list[dict]], every: int) -> dict[str, dict[int, dict]]:
+    """Each run's validation row nearest each multiple of ``every`` steps (the last one when
+    several round to it)."""
     at: dict[str, dict[int, dict]] = {}
     for name, curve in runs.items():
         for row in curve:
             if "val/mse" in row or "val/nscd" in row:
                 at.setdefault(name, {})[int(round(row["step"] / every)) * every] = row
+    return at
+
+
+def curves_markdown(runs: dict[str, list[dict]], every: int = 1000) -> str:
+    """val/mse and val/nscd of each run per ``every`` steps."""
+    at = curves_at(runs, every)
     steps = sorted({step for rows in at.values() for step in rows})
     headers = ["step", *[f"{name} {key}" for name in runs for key in ("val/mse", "val/nscd")]]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
@@ -247,6 +262,39 @@ def curves_markdown(runs: dict[str, list[dict]], every: int = 1000) -> str:
         for name in runs:
             row = at.get(name, {}).get(step, {})
             cells += [f"{row[key]:.5g}" if key in row else "–" for key in ("val/mse", "val/nscd")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def seed_curves_markdown(runs: dict[str, list[dict]], every: int = 1000) -> str:
+    """Per seed group (``seed_group``): the mean ± sample sd across its seeds of
+    val/mse and val/nscd per ``every`` steps, and over each step, the relative change of the
+    mean val/mse since the previous row (how flat the curve is)."""
+    at = curves_at(runs, every)
+    kinds: dict[str, list[str]] = {}
+    for name in runs:
+        kinds.setdefault(seed_group(name), []).append(name)
+    steps = sorted({step for rows in at.values() for step in rows})
+    headers = ["step"]
+    for kind, names in kinds.items():
+        headers += [f"{kind} val/mse ({len(names)} seeds)", "change", f"{kind} val/nscd"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    previous: dict[str, float] = {}
+    for step in steps:
+        cells = [str(step)]
+        for kind, names in kinds.items():
+            for key in ("val/mse", "val/nscd"):
+                values = [at[n][step][key] for n in names if key in at.get(n, {}).get(step, {})]
+                complete = len(values) == len(names)
+                text = "–" if not complete else (f"{np.mean(values):.4f}" + (
+                    f" ± {np.std(values, ddof=1):.4f}" if len(values) > 1 else ""))
+                cells.append(text)
+                if key == "val/mse":
+                    mean = float(np.mean(values)) if complete else None
+                    change = "–" if mean is None or kind not in previous else f"{mean / previous[kind] - 1:+.1%}"
+                    cells.append(change)
+                    if mean is not None:
+                        previous[kind] = mean
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -311,7 +359,7 @@ SCORE_COLUMNS = (("mse", "MSE ↓"), ("nscd", "NSCD ↓"), ("keep_labeller", "cl
 
 def scores_markdown(results: list[dict], split: str) -> str:
     """``score`` results of one split as a table: each run with its intervals, then per kind
-    (the run name before ``_s<seed>``) the mean ± sample sd across its runs of each mean."""
+    (``seed_group``) the mean ± sample sd across its runs of each mean."""
     rows = [r for r in results if split in r]
     headers = ["run", "step", "images", *[h for _, h in SCORE_COLUMNS]]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
@@ -321,7 +369,7 @@ def scores_markdown(results: list[dict], split: str) -> str:
         lines.append(f"| {r['run']} | {r['step']} | {r[split]['images']} | " + " | ".join(cells) + " |")
     groups: dict[str, list[dict]] = {}
     for r in rows:
-        groups.setdefault(str(r["run"]).rsplit("_s", 1)[0], []).append(r)
+        groups.setdefault(seed_group(str(r["run"])), []).append(r)
     for kind, group in groups.items():
         if len(group) < 2:
             continue
@@ -383,6 +431,8 @@ def main() -> None:
                         help="curves: a markdown table per --every steps; score: a table per split, with mean ± sd "
                              "across seeds")
     parser.add_argument("--every", type=int, default=1000, help="curves --markdown: steps between table rows")
+    parser.add_argument("--seeds-mean", action="store_true",
+                        help="curves: one markdown table of mean ± sd across each kind's seeds, per --every steps")
     parser.add_argument("--json", default=None, help="choose-weight: also write the choice as JSON here")
     parser.add_argument("--export", default=None, help="choose-weight: export the chosen weight's encoder here")
     parser.add_argument("--others", default=None, help="best: also export the other seeds into this folder")
@@ -413,8 +463,9 @@ def main() -> None:
         missing = [str(d) for d in dirs if not d.is_dir()]
         if missing:
             raise SystemExit(f"curves: no such run folder {', '.join(missing)}")
-        if args.markdown:
-            print(curves_markdown({d.name: read_curve(d) for d in dirs}, args.every), end="")
+        if args.markdown or args.seeds_mean:
+            table = seed_curves_markdown if args.seeds_mean else curves_markdown
+            print(table({d.name: read_curve(d) for d in dirs}, args.every), end="")
             return
         for run_dir in dirs:
             curve = read_curve(run_dir)

@@ -140,3 +140,24 @@ def test_scores_table_gives_each_run_and_the_spread_across_seeds():
                         "0.8000 ± 0.1414 |"
     assert len(lines) == 6
     assert runs_script.scores_markdown(results, "validation (training images)").count("\n") == 2  # no rows
+
+
+def test_seed_curves_average_each_kind_and_show_how_flat_they_are(tmp_path, monkeypatch, capsys):
+    runs = tmp_path / "runs"
+    write_run(runs, "e4e_s0", [(1000, 0.10, 0.9), (2000, 0.08, 0.8)])
+    write_run(runs, "e4e_s1", [(1000, 0.12, 0.7), (2000, 0.10, 0.6)])
+    write_run(runs, "lsap_s0", [(1000, 0.20, 0.1)])  # one seed, stopped at step 1000
+    lines = cli(monkeypatch, capsys, "curves", "e4e_s0", "e4e_s1", "lsap_s0", "--seeds-mean",
+                "--runs", str(runs)).splitlines()
+    assert lines[0] == "| step | e4e val/mse (2 seeds) | change | e4e val/nscd | lsap val/mse (1 seeds) | change | " \
+                       "lsap val/nscd |"
+    assert lines[2] == "| 1000 | 0.1100 ± 0.0141 | – | 0.8000 ± 0.1414 | 0.2000 | – | 0.1000 |"
+    # e4e's mean val/mse 0.11 -> 0.09 is -18.2 %; lsap has no row at 2000
+    assert lines[3] == "| 2000 | 0.0900 ± 0.0141 | -18.2% | 0.7000 ± 0.1414 | – | – | – |"
+
+
+def test_seed_groups_keep_nscd_weights_apart():
+    assert runs_script.seed_group("lsap_s2") == "lsap"
+    assert runs_script.seed_group("lsap_s2_nscd0.15") == "lsap_nscd0.15"
+    assert runs_script.seed_group("restyle_e4e_s0") == "restyle_e4e"
+    assert runs_script.seed_group("fashion32_lsap.pt") == "fashion32_lsap.pt"  # no seed: its own group
