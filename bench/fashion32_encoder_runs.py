@@ -29,6 +29,7 @@ write them with ``bench/export_fashion32_restyle.py``.
     python bench/fashion32_encoder_runs.py best e4e 0 1 2 out.pt        # export the seed of lowest final val/mse
     python bench/fashion32_encoder_runs.py score e4e 0 --test-dir DIR   # MSE, NSCD, class keep (both classifiers)
     python bench/fashion32_encoder_runs.py score e4e 0 e4e 1 --test-dir DIR --markdown   # and mean ± sd per kind
+    python bench/fashion32_encoder_runs.py scores-table A.jsonl B.jsonl       # the same table from saved score output
 
 ``best`` compares only runs stopped at the same final step (an error otherwise), and with
 ``--others DIR`` also exports the other seeds, as ``DIR/fashion32_<kind>_s<seed>.pt``.
@@ -381,6 +382,12 @@ def scores_markdown(results: list[dict], split: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def print_scores(results: list[dict]) -> None:
+    for split in ("validation (training images)", "test"):
+        if any(split in r for r in results):
+            print(f"\n{split}:\n\n" + scores_markdown(results, split), end="")
+
+
 def export_run(kind: str, checkpoint: Path, out: str | Path) -> None:
     """Export a run's Lightning checkpoint with its kind's exporter (the shipped file layout)."""
     subprocess.run([sys.executable, str(EXPORTERS[kind]), str(checkpoint), str(out)], check=True)
@@ -409,7 +416,7 @@ def run_foreground(args: argparse.Namespace, runs: list[tuple[str, int]]) -> Non
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["valset", "command", "launch", "run", "curves", "export", "best", "score",
-                                           "choose-weight"])
+                                           "scores-table", "choose-weight"])
     parser.add_argument("items", nargs="*", help="KIND SEED pairs (kind: e4e, lsap, restyle_e4e or restyle_lsap); export: KIND SEED OUT; "
                                                  "best: KIND SEED... OUT; curves: run names (default all); "
                                                  "choose-weight: NSCD weights")
@@ -492,9 +499,18 @@ def main() -> None:
             results.append(score_run(args, kind, seed, test_dir))
             print(json.dumps(results[-1]), flush=True)
         if args.markdown:
-            for split in ("validation (training images)", "test"):
-                if any(split in r for r in results):
-                    print(f"\n{split}:\n\n" + scores_markdown(results, split), end="")
+            print_scores(results)
+    elif args.action == "scores-table":  # score's JSON lines, saved from one or several runs of it
+        import json
+
+        if not args.items:
+            raise SystemExit("scores-table FILE [FILE ...]: files of score's JSON lines")
+        # score's stdout also holds the exporter's lines: its results are the lines that are JSON objects
+        results = [json.loads(line) for file in args.items for line in Path(file).read_text().splitlines()
+                   if line.startswith("{")]
+        if not results:
+            raise SystemExit(f"scores-table: no score results (JSON lines) in {', '.join(args.items)}")
+        print_scores(results)
     elif args.action == "best":
         if len(args.items) < 3 or args.items[0] not in BASE_CONFIGS:
             raise SystemExit("best KIND SEED [SEED ...] OUT")

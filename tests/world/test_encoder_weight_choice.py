@@ -161,3 +161,16 @@ def test_seed_groups_keep_nscd_weights_apart():
     assert runs_script.seed_group("lsap_s2_nscd0.15") == "lsap_nscd0.15"
     assert runs_script.seed_group("restyle_e4e_s0") == "restyle_e4e"
     assert runs_script.seed_group("fashion32_lsap.pt") == "fashion32_lsap.pt"  # no seed: its own group
+
+
+def test_scores_table_reads_saved_score_output(tmp_path, monkeypatch, capsys):
+    cell = {"value": 0.25, "low": 0.2, "high": 0.3, "level": 0.95, "n": 4}
+    result = {"run": "e4e_s0", "step": 10,
+              "test": {"images": 4, **{k: cell for k in ("mse", "nscd", "keep_labeller", "keep_judge")}}}
+    saved = tmp_path / "score.jsonl"
+    saved.write_text("wrote /tmp/x/encoder.pt (12.3 MB): e4e encoder\n" + json.dumps(result) + "\n")
+    out = cli(monkeypatch, capsys, "scores-table", str(saved))
+    assert "| e4e_s0 | 10 | 4 | 0.2500 [0.2000, 0.3000] |" in out and "validation" not in out
+    (tmp_path / "empty.jsonl").write_text("wrote something\n")
+    with pytest.raises(SystemExit, match="no score results"):
+        cli(monkeypatch, capsys, "scores-table", str(tmp_path / "empty.jsonl"))
