@@ -267,6 +267,12 @@ def curves_markdown(runs: dict[str, list[dict]], every: int = 1000) -> str:
     return "\n".join(lines) + "\n"
 
 
+def mean_sd(values: list[float]) -> str:
+    """``"mean ± sample sd"`` to 4 decimals; the mean alone for one value."""
+    text = f"{np.mean(values):.4f}"
+    return text + (f" ± {np.std(values, ddof=1):.4f}" if len(values) > 1 else "")
+
+
 def seed_curves_markdown(runs: dict[str, list[dict]], every: int = 1000) -> str:
     """Per seed group (``seed_group``): the mean ± sample sd across its seeds of
     val/mse and val/nscd per ``every`` steps, and over each step, the relative change of the
@@ -287,9 +293,7 @@ def seed_curves_markdown(runs: dict[str, list[dict]], every: int = 1000) -> str:
             for key in ("val/mse", "val/nscd"):
                 values = [at[n][step][key] for n in names if key in at.get(n, {}).get(step, {})]
                 complete = len(values) == len(names)
-                text = "–" if not complete else (f"{np.mean(values):.4f}" + (
-                    f" ± {np.std(values, ddof=1):.4f}" if len(values) > 1 else ""))
-                cells.append(text)
+                cells.append(mean_sd(values) if complete else "–")
                 if key == "val/mse":
                     mean = float(np.mean(values)) if complete else None
                     change = "–" if mean is None or kind not in previous else f"{mean / previous[kind] - 1:+.1%}"
@@ -374,10 +378,7 @@ def scores_markdown(results: list[dict], split: str) -> str:
     for kind, group in groups.items():
         if len(group) < 2:
             continue
-        cells = []
-        for key, _ in SCORE_COLUMNS:
-            values = [g[split][key]["value"] for g in group]
-            cells.append(f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}")
+        cells = [mean_sd([g[split][key]["value"] for g in group]) for key, _ in SCORE_COLUMNS]
         lines.append(f"| **{kind}: mean ± sd of {len(group)} runs** | | | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
