@@ -272,7 +272,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", default=None, help="training runs (default /work/runs in place, else OUTPUT/runs)")
     parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS))
     parser.add_argument("--seeds", nargs="+", default=["0", "1", "2"], help="encoder training seeds")
-    parser.add_argument("--encoder-steps", type=int, default=6000, help="one-shot encoders' budget (the shipped files')")
+    parser.add_argument("--encoder-steps", type=int, default=10000, help="one-shot encoders' budget (the shipped files')")
     parser.add_argument("--nscd-weights", nargs="+", default=["0.05", "0.15"],
                         help="LSAP_E NSCD weight candidates (seed 0) besides the config's 0.5")
     parser.add_argument("--fashion-root", default=None, help="Fashion-MNIST idx files (default: Debian's folder)")
