@@ -16,7 +16,7 @@ The ReStyle encoders (kinds ``restyle_e4e`` and ``restyle_lsap``, from
 same way, validated with their 5 ReStyle steps on the same split; ``export`` and ``best``
 write them with ``bench/export_fashion32_restyle.py``.
 
-    python bench/fashion32_encoder_runs.py valset                      # /work/runs/fashion_val_train
+    python bench/fashion32_encoder_runs.py valset                      # runs/fashion_val_train ($LSAP_RUNS_DIR)
     python bench/fashion32_encoder_runs.py command e4e 0                # print the exact command of one run
     python bench/fashion32_encoder_runs.py launch e4e 0 lsap 0          # start runs in the background (niced)
     python bench/fashion32_encoder_runs.py curves                       # validation curves of every run
@@ -59,6 +59,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from runs_folder import runs_folder
 
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,7 +70,7 @@ BASE_CONFIGS = {"e4e": REPO / "configs/encoder_fashion32_e4e.yaml", "lsap": REPO
 EXPORTERS = {"e4e": REPO / "bench/export_fashion32_encoder.py", "lsap": REPO / "bench/export_fashion32_encoder.py",
              "restyle_e4e": REPO / "bench/export_fashion32_restyle.py",
              "restyle_lsap": REPO / "bench/export_fashion32_restyle.py"}
-DEFAULT_RUNS = Path(os.environ.get("LSAP_RUNS_DIR", "/work/runs"))
+DEFAULT_RUNS = runs_folder()
 VAL_PER_CLASS = 50
 CONFIG_NSCD_WEIGHT = 0.5  # LSAP_E's nscd_weight in configs/encoder_fashion32_lsap.yaml
 WEIGHT_RULE = ("Among the LSAP_E NSCD weights given (runs lsap_s0_nscd<w>; the plain lsap_s0 run is weight 0.5, "
@@ -421,7 +422,7 @@ def main() -> None:
     parser.add_argument("items", nargs="*", help="KIND SEED pairs (kind: e4e, lsap, restyle_e4e or restyle_lsap); export: KIND SEED OUT; "
                                                  "best: KIND SEED... OUT; curves: run names (default all); "
                                                  "choose-weight: NSCD weights")
-    parser.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="folder of all runs (outside the repository)")
+    parser.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="folder of all runs (default: $LSAP_RUNS_DIR, else runs/)")
     parser.add_argument("--root", default="/usr/share/datasets/fashion-mnist", help="Fashion-MNIST idx files")
     parser.add_argument("--val-dir", type=Path, default=None, help="validation folder (default RUNS/fashion_val_train)")
     parser.add_argument("--max-steps", type=int, default=12000)

@@ -26,6 +26,7 @@ from lsap.metrics.bootstrap import bootstrap_mean
 from lsap.metrics.fidelity import quantize_uint8
 from lsap.modules.hfgi import HFGI
 from lsap.nets import FeatureDistance
+from runs_folder import validation_folder
 
 CANDIDATES = (8, 16, 32)
 
@@ -69,7 +70,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--eval", type=int, default=128)
     parser.add_argument("--fusions", type=int, nargs="+", default=list(CANDIDATES))
-    parser.add_argument("--val-dir", type=Path, default=Path("/work/runs/fashion_val_train"))
+    parser.add_argument("--val-dir", type=Path, default=validation_folder())
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output", type=Path, default=None, help="also write the results as JSON")
     args = parser.parse_args()

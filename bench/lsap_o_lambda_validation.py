@@ -11,7 +11,7 @@ fixed before any result was seen:
 
     RULE
 
-    python bench/lsap_o_lambda_validation.py [--generator fashion32] [--val-dir /work/runs/fashion_val_train]
+    python bench/lsap_o_lambda_validation.py [--generator fashion32] [--val-dir runs/fashion_val_train]
         [--images 64] [--lambdas 0 0.02 0.05 0.1 0.2 0.5] [--output outputs/lsap_o_lambda_validation]
 
 Writes ``lambda_validation.json`` (``"choice"`` is the chosen lambda) and
@@ -25,6 +25,8 @@ import json
 import time
 from pathlib import Path
 from typing import Any
+
+from runs_folder import validation_folder
 
 
 DEFAULT_LAMBDA = 0.05  # LSAP_O's default lambda_NSCD, the choice when none qualifies
@@ -66,7 +68,7 @@ def markdown(result: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--generator", default="fashion32", help="built-in name, file, or GeneratorSource JSON")
-    parser.add_argument("--val-dir", default="/work/runs/fashion_val_train",
+    parser.add_argument("--val-dir", default=str(validation_folder()),
                         help="validation images (real training images, <train index>_<class>.png)")
     parser.add_argument("--images", type=int, default=64, help="the first N validation images (by name)")
     parser.add_argument("--lambdas", type=float, nargs="+", default=[0.0, 0.02, 0.05, 0.1, 0.2, 0.5])

@@ -1,7 +1,7 @@
 """Remake everything downstream of a fashion32 generator, in order, with one command.
 
     python bench/remake_world.py --generator fashion32                # in place: lsap/assets, docs, README inputs
-    python bench/remake_world.py --generator G.safetensors --output /work/world   # into another folder
+    python bench/remake_world.py --generator G.safetensors --output ../world   # into another folder
     python bench/remake_world.py --generator G --dry-run              # print the commands only
     python bench/remake_world.py --generator G --steps directions encoders claims
 
@@ -53,6 +53,8 @@ import sys
 import time
 from pathlib import Path
 
+from runs_folder import runs_folder
+
 REPO = Path(__file__).resolve().parent.parent
 ASSETS = REPO / "lsap" / "assets"
 STEPS = ("classifiers", "directions", "encoders", "refinements", "figures", "demo", "lambda", "claims")
@@ -94,7 +96,7 @@ class World:
         self.in_place = args.output is None
         self.out = ASSETS if self.in_place else Path(args.output).resolve()
         self.runs = Path(args.runs).resolve() if args.runs else (
-            Path("/work/runs") if self.in_place else self.out / "runs")
+            runs_folder() if self.in_place else self.out / "runs")
         self.generator = args.generator
         self.tiny = args.tiny
         self.seeds = [int(s) for s in args.seeds]
@@ -269,7 +271,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--generator", default="fashion32", help="generator file or built-in name")
     parser.add_argument("--output", default=None, help="folder for every product (default: in place)")
-    parser.add_argument("--runs", default=None, help="training runs (default /work/runs in place, else OUTPUT/runs)")
+    parser.add_argument("--runs", default=None, help="training runs (default $LSAP_RUNS_DIR or runs/ in place, else OUTPUT/runs)")
     parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS))
     parser.add_argument("--seeds", nargs="+", default=["0", "1", "2"], help="encoder training seeds")
     parser.add_argument("--encoder-steps", type=int, default=10000, help="one-shot encoders' budget (the shipped files')")
