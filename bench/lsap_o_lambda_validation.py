@@ -77,7 +77,8 @@ def main() -> None:
     parser.add_argument("--output", default="outputs/lsap_o_lambda_validation")
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of each interval")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--reuse-runs", action="store_true", help="keep run folders that hold all their images")
+    parser.add_argument("--reuse-runs", action="store_true",
+                        help="keep run folders that hold all their images and were made from the same files and settings")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -117,7 +118,9 @@ def main() -> None:
     for lam in lambdas:
         run_dir = output / "runs" / f"lambda{lam:g}"
         module = claims.lsap_o_module(source, "w+", lam, args.lsap_o_steps, args.seed, args.anchor_samples)
-        seconds = claims.run_inversion(module, run_dir, data, gradients=True, reuse=args.reuse_runs)
+        recipe = claims.run_recipe({"generator": gfile}, images=str(real), method="lsap_o", space="w+", lambda_nscd=lam,
+                                   steps=args.lsap_o_steps, seed=args.seed, anchor_samples=args.anchor_samples)
+        seconds = claims.run_inversion(module, run_dir, data, gradients=True, recipe=recipe, reuse=args.reuse_runs)
         _, per_image, _ = claims.scored_per_image(run_dir, real, gfile, args.anchor_samples, args.batch_size, labels,
                                                   classifiers)
         entry: dict[str, Any] = {"images": len(per_image), "seconds_per_image": seconds / max(1, len(samples))}

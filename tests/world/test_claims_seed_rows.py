@@ -1,5 +1,6 @@
-"""bench/claims_fashion32.py with further training seeds (--seed-encoders) and further encoder
-rows (--extra-encoders), on a tiny random generator and 4 shipped images."""
+"""bench/claims_fashion32.py with further training seeds (--seed-encoders), further encoder
+rows (--extra-encoders) and resumed runs (--reuse-runs), on a tiny random generator and a few
+shipped images."""
 
 from __future__ import annotations
 
@@ -106,3 +107,44 @@ def test_embeddings_option_keeps_only_the_rows_named(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     rows = json.loads((tmp_path / "claims" / "claims.json").read_text())["rows"]
     assert [r["method"] for r in rows] == ["lsap_o_w+_lambda0"]
+
+
+@pytest.mark.slow
+def test_reuse_runs_keeps_a_folder_only_for_the_same_recipe(tmp_path):
+    """--reuse-runs keeps a run folder made from the same files and settings; an encoder
+    retrained under the same path makes its row, and the refinement over it, run again."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "LSAP_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    file = tmp_path / "enc.pt"
+    runs = tmp_path / "claims" / "runs"
+
+    def claims() -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [sys.executable, str(REPO / "bench" / "claims_fashion32.py"), "--generator", json.dumps(TINY_GENERATOR),
+             "--output", str(tmp_path / "claims"), "--num-images", "3", "--pti-images", "2", "--pti-steps", "1",
+             "--directions", str(tmp_path / "d"), "--e4e-encoder", str(file), "--embeddings", "encoder_e4e",
+             "--anchor-samples", "300", "--threads", "1", "--lec-batch-size", "2", "--lec-images", "2",
+             "--batch-size", "4", "--test-images", "shipped", "--refinements", "none", "pti", "--resamples", "20",
+             "--reuse-runs"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+        return proc
+
+    def recorded() -> dict[str, tuple[str, str]]:
+        return {name: ((runs / name / "recipe.json").read_text(), (runs / name / "seconds.json").read_text())
+                for name in ("encoder_e4e", "pti_on_encoder_e4e")}
+
+    directions(tmp_path / "d")
+    encoder(file, seed=1)
+    first = claims()
+    assert "run again" not in first.stdout
+    made = recorded()
+    again = claims()
+    assert "run again" not in again.stdout and recorded() == made, "same recipe: both folders kept as they were"
+    encoder(file, seed=2)
+    retrained = claims()
+    assert "encoder_e4e: run again, its folder was made from another recipe" in retrained.stdout
+    assert "pti_on_encoder_e4e: run again" in retrained.stdout, "a refinement follows its pivot's recipe"
+    remade = recorded()
+    for name in made:
+        assert remade[name][0] != made[name][0]
+    assert json.loads(remade["encoder_e4e"][0])["files"]["encoder"] != json.loads(made["encoder_e4e"][0])["files"]["encoder"]
