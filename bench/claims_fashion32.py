@@ -531,13 +531,21 @@ def main() -> None:
     pairs = table.PIVOT_PAIRS + ((chosen, f"lsap_o_w+_lambda{args.lambdas[0]:g}"),)
     pairs += tuple((embedding, "encoder_e4e") for embedding, kind, _ in extra_encoders if kind == "lsap")
     effects = table.pivot_effects(rows, pairs, args.resamples, args.seed)
+    ran = {r["method"] for r in rows_todo}
     settings = {"generator": args.generator, "test images": images_note, "encoder images": len(samples),
-                "LSAP_O images": optim_images, "PTI images": pti_images,
-                "LSAP_O steps": args.lsap_o_steps, "PTI steps": args.pti_steps,
-                "lambda_NSCD": args.lambdas, "seed rows": len(seed_encoders), "LSAP_O W lambda": args.w_lambda,
-                "edit strength": f"{args.edit_sigmas:g} std of w along the direction",
-                "bootstrap resamples": args.resamples, "reused runs": args.reuse_runs, "anchor samples": args.anchor_samples, "seed": args.seed,
-                "threads": args.threads}
+                "seed rows": len(seed_encoders)}
+    if any(m.startswith("restyle_") for m in ran):
+        settings["ReStyle steps"] = args.restyle_steps
+    if any(m.startswith("lsap_o_") for m in ran):  # only the settings of rows that ran
+        settings.update({"LSAP_O images": optim_images, "LSAP_O steps": args.lsap_o_steps,
+                         "lambda_NSCD": args.lambdas, "LSAP_O W lambda": args.w_lambda})
+    if any(m.startswith("pti_on_") for m in ran):
+        settings.update({"PTI images": pti_images, "PTI steps": args.pti_steps})
+    if any(m.startswith("sam_on_") for m in ran):
+        settings.update({"SAM images": min(args.sam_images, len(samples)), "SAM steps": args.sam_steps})
+    settings.update({"edit strength": f"{args.edit_sigmas:g} std of w along the direction",
+                     "bootstrap resamples": args.resamples, "reused runs": args.reuse_runs,
+                     "anchor samples": args.anchor_samples, "seed": args.seed, "threads": args.threads})
     result = {"settings": settings, "rows": [{k: v for k, v in r.items() if k not in ("per_image", "per_edit")}
                                              for r in rows],
               "spearman_across_rows": correlations, "seeds": seeds, "spearman_nscd_vs_edit_success": per_image_correlation,

@@ -237,19 +237,28 @@ def row_intervals(per_image: dict[str, dict[str, float]], per_edit: dict[str, di
     return out
 
 
+# Below five rows a rank correlation across methods carries no evidence (with four rows the
+# smallest exact two-sided p is 1/12), and scipy's approximate p reads 0 for a perfect ordering.
+MIN_ROWS_FOR_CORRELATION = 5
+
+
 def spearman_across_rows(rows: list[dict[str, Any]], x: str = "nscd",
                          ys: tuple[str, ...] = ("fid", "keep_judge", "keep_labeller", "edit_judge",
                                                 "edit_labeller")) -> dict[str, dict[str, Any]]:
     """The method-level claim: Spearman's rho, across rows (n = rows), of each row's mean ``x``
-    with each row's mean ``y``."""
+    with each row's mean ``y``; none below ``MIN_ROWS_FOR_CORRELATION`` rows."""
     from scipy.stats import spearmanr
 
     out = {}
     for y in ys:
         pairs = [(r["values"][x].value, r["values"][y].value) for r in rows
                  if r["values"].get(x) is not None and r["values"].get(y) is not None]
-        if len(pairs) < 3 or len({a for a, _ in pairs}) < 2 or len({b for _, b in pairs}) < 2:
-            out[y] = {"rho": None, "p_value": None, "n": len(pairs), "note": "too few or constant rows"}
+        if len(pairs) < MIN_ROWS_FOR_CORRELATION:
+            out[y] = {"rho": None, "p_value": None, "n": len(pairs),
+                      "note": f"too few rows (at least {MIN_ROWS_FOR_CORRELATION})"}
+            continue
+        if len({a for a, _ in pairs}) < 2 or len({b for _, b in pairs}) < 2:
+            out[y] = {"rho": None, "p_value": None, "n": len(pairs), "note": "constant rows"}
             continue
         result = spearmanr([a for a, _ in pairs], [b for _, b in pairs])
         out[y] = {"rho": float(result.statistic), "p_value": float(result.pvalue), "n": len(pairs)}
@@ -354,7 +363,7 @@ def markdown(rows: list[dict[str, Any]], unavailable: dict[str, str], correlatio
     lines += ["| with | ρ | p | rows |", "|---|---|---|---|"]
     for y, c in correlations.items():
         rho = "–" if c["rho"] is None else f"{c['rho']:.3f}"
-        p = "–" if c["p_value"] is None else f"{c['p_value']:.3g}"
+        p = (c.get("note") or "–") if c["p_value"] is None else f"{c['p_value']:.3g}"
         lines.append(f"| {y} | {rho} | {p} | {c['n']} |")
     pc = per_image_correlation
     lines += ["", f"Per image (pooled over rows): Spearman's ρ of NSCD with edit success (judge) = "

@@ -137,6 +137,8 @@ def test_reuse_runs_keeps_a_folder_only_for_the_same_recipe(tmp_path):
     encoder(file, seed=1)
     first = claims()
     assert "run again" not in first.stdout
+    settings = json.loads((tmp_path / "claims" / "claims.json").read_text())["settings"]
+    assert settings["PTI steps"] == 1 and "LSAP_O steps" not in settings, "the settings of the rows that ran"
     made = recorded()
     again = claims()
     assert "run again" not in again.stdout and recorded() == made, "same recipe: both folders kept as they were"

@@ -45,11 +45,17 @@ def test_row_intervals_use_images_or_image_edit_pairs():
 
 
 def test_spearman_across_rows_counts_rows():
-    rows = [{"values": {"nscd": table.Interval(x, x, x), "fid": table.Interval(2 * x + 1, 0, 0)}}
-            for x in (0.1, 0.3, 0.2, 0.5)]
-    result = table.spearman_across_rows(rows, ys=("fid", "keep_judge"))
-    assert result["fid"]["rho"] == pytest.approx(1.0) and result["fid"]["n"] == 4
+    def rows(xs):
+        return [{"values": {"nscd": table.Interval(x, x, x), "fid": table.Interval(2 * x + 1, 0, 0),
+                            "edit_judge": table.Interval(-x * x, 0, 0)}} for x in xs]
+
+    result = table.spearman_across_rows(rows((0.1, 0.3, 0.2, 0.5, 0.4)), ys=("fid", "edit_judge", "keep_judge"))
+    assert result["fid"]["rho"] == pytest.approx(1.0) and result["fid"]["n"] == 5
+    assert result["edit_judge"]["rho"] == pytest.approx(-1.0)
     assert result["keep_judge"]["rho"] is None and result["keep_judge"]["n"] == 0
+    # four rows: a perfect ordering, but too few rows to say anything, so no rho and no p
+    few = table.spearman_across_rows(rows((0.1, 0.3, 0.2, 0.5)), ys=("fid",))["fid"]
+    assert few["rho"] is None and few["p_value"] is None and few["n"] == 4 and "too few rows" in few["note"]
 
 
 def test_fid_of_a_set_with_itself_is_zero_and_grows_with_a_shift():
