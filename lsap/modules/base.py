@@ -146,17 +146,28 @@ class FrozenGeneratorModule(LightningModule):
             if key.startswith(frozen):
                 state[key] = value
 
+    #: Frozen submodules whose weights come from a file the configuration names (an
+    #: invertibility net, an embedding encoder): unlike the generator's perceptual networks,
+    #: retraining that file under the same name changes the results, so their weights are
+    #: part of the result settings.
+    weights_from_files: tuple[str, ...] = ()
+
     def result_settings(self) -> dict[str, Any]:
         """Plain data that decides this module's results (see
         :func:`lsap.run_settings.run_settings`): the class, the hyper-parameters that
-        matter, the generator by its weights' fingerprint and the module's own state (e.g. a
-        trained encoder) by its fingerprint."""
+        matter, the generator by its weights' fingerprint, the module's own state (e.g. a
+        trained encoder) and the ``weights_from_files`` networks by their fingerprints."""
         hparams = {k: v for k, v in self.hparams.items() if k not in NEUTRAL_SETTINGS}
         hparams["generator"] = self.generator_hash
         frozen = self.frozen_prefixes()
         own = {k: v for k, v in self.state_dict().items() if not k.startswith(frozen)}
-        return {"class": f"{type(self).__module__}.{type(self).__qualname__}", "hparams": hparams,
-                "state": state_fingerprint(own) if own else None}
+        settings = {"class": f"{type(self).__module__}.{type(self).__qualname__}", "hparams": hparams,
+                    "state": state_fingerprint(own) if own else None}
+        loaded = {name: state_fingerprint(net.state_dict()) for name in self.weights_from_files
+                  if (net := getattr(self, name, None)) is not None}
+        if loaded:  # absent otherwise, so the settings of modules without such a network stay as they were
+            settings["loaded_weights"] = loaded
+        return settings
 
     # ----- predictions ----------------------------------------------------------------------
     def nscd_per_image(self, ws: Tensor) -> tuple[Tensor, Tensor]:

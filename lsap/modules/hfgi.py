@@ -96,6 +96,7 @@ class HFGI(FrozenGeneratorModule):
     """
 
     prediction_state_keys = (INPUT_KEY,)
+    weights_from_files = ("embedding_encoder",)
 
     def __init__(
         self,

@@ -86,6 +86,7 @@ class SAM(FrozenGeneratorModule):
     """
 
     prediction_state_keys = (STATE_KEY,)
+    weights_from_files = ("invertibility",)
 
     def __init__(
         self,

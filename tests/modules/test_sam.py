@@ -82,6 +82,25 @@ def test_the_invertibility_net_must_match_the_blocks(tmp_path: Path) -> None:
     assert make_sam(tmp_path, invertibility=str(path), blocks=[8]).blocks == [8]
 
 
+def test_the_invertibility_net_weights_are_part_of_the_run_settings(tmp_path: Path) -> None:
+    """A net retrained under the same file name gives other results: a results folder must
+    tell the two runs apart (the net is frozen, so its weights are not the module's own state)."""
+    from lsap.run_settings import run_settings, settings_fingerprint
+
+    path = tmp_path / "inv.safetensors"
+
+    def fingerprint(seed: int) -> str:
+        torch.manual_seed(seed)
+        save_invertibility_net(InvertibilityNet(2, width=4, input_resolution=16, blocks=[8]), path)
+        return settings_fingerprint(run_settings(make_sam(tmp_path, invertibility=str(path), blocks=[8])))
+
+    first = fingerprint(0)
+    assert fingerprint(0) == first, "the same weights, the same settings"
+    assert fingerprint(1) != first
+    without = run_settings(make_sam(tmp_path, blocks=[8]))["model"]
+    assert "loaded_weights" not in without, "modules without such a network keep their settings as they were"
+
+
 def write_inputs(tmp_path: Path, model: SAM, count: int) -> None:
     root = tmp_path / "in"
     root.mkdir()
