@@ -66,13 +66,12 @@ from lsap.evaluation import evaluate
 from lsap.evaluation.evaluators import EvaluationContext, LECEvaluator
 from lsap.evaluation.options import EvaluationOptions
 from lsap.evaluation.run import EvaluationRun
-from lsap.io import builtin_asset_path
-from lsap.metrics.fid import file_sha256
 from lsap.model import GeneratorSource
 from lsap.model.checkpoints import builtin_generator_path, save_generator
 from lsap.model.source import generator_from_spec
 from lsap.modules import LSAP_E, LSAP_O, PTI
 from lsap.nets.fashion_classifier import load_fashion_classifier
+from lsap.run_settings import run_settings, settings_fingerprint
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO / "lsap" / "assets"
@@ -147,18 +146,17 @@ def parse_extra_encoders(items: list[str]) -> list[tuple[str, str, Path]]:
     return out
 
 
-def run_recipe(files: dict[str, str | Path], **settings: Any) -> dict[str, Any]:
-    """What makes a run folder: its files by SHA-256 (a retrained encoder under the same name is
-    another recipe) and its settings as given. Refinements nest their pivot's recipe."""
-    return {"files": {key: file_sha256(str(file)) for key, file in sorted(files.items())}, **settings}
-
-
 def run_inversion(module: nn.Module, run_dir: Path, data: FashionSamplesDataModule, gradients: bool,
-                  recipe: dict[str, Any], writer: type = InversionWriter, reuse: bool = False) -> float:
+                  writer: type = InversionWriter, reuse: bool = False, pivot: dict[str, Any] | None = None
+                  ) -> tuple[float, dict[str, Any]]:
     """``trainer.predict`` with an InversionWriter (or the refinement's own ``writer``) into
-    ``run_dir``; returns the wall time, written to ``run_dir/seconds.json`` beside
-    ``recipe.json``. With ``reuse``, a folder that already holds all its images is not run again
-    when its recorded recipe is ``recipe``; its time is the one recorded."""
+    ``run_dir``; returns the wall time (also in ``run_dir/seconds.json``) and the run's recipe
+    (in ``recipe.json``): the module's result settings by their fingerprint (the one its
+    ``settings.json`` holds: weights by their fingerprints), the images' folder and, for a
+    refinement, its ``pivot`` run's recipe. With ``reuse``, a folder that already holds all
+    its images is not run again when its recorded recipe is this run's."""
+    recipe = {"settings": settings_fingerprint(run_settings(module, data)), "images": str(data.root),
+              "pivot": pivot}
     expected = data.limit
     images = sorted((run_dir / "images").glob("*.png")) if (run_dir / "images").is_dir() else []
     recorded = run_dir / "recipe.json"
@@ -166,7 +164,7 @@ def run_inversion(module: nn.Module, run_dir: Path, data: FashionSamplesDataModu
         timing = run_dir / "seconds.json"
         same = recorded.is_file() and json.loads(recorded.read_text()) == json.loads(json.dumps(recipe))
         if same and timing.is_file():
-            return float(json.loads(timing.read_text())["seconds"])
+            return float(json.loads(timing.read_text())["seconds"]), recipe
         print(f"{run_dir.name}: run again, its folder was made from "
               f"{'another recipe' if recorded.is_file() else 'an unrecorded recipe'}", flush=True)
     trainer = Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
@@ -177,7 +175,7 @@ def run_inversion(module: nn.Module, run_dir: Path, data: FashionSamplesDataModu
     seconds = time.perf_counter() - start
     (run_dir / "seconds.json").write_text(json.dumps({"seconds": seconds}) + "\n")
     recorded.write_text(json.dumps(recipe, indent=1, sort_keys=True) + "\n")
-    return seconds
+    return seconds, recipe
 
 
 def lsap_o_module(source: GeneratorSource, space: str, lam: float, steps: int, seed: int,
@@ -349,8 +347,6 @@ def main() -> None:
                                         val_batch_size=batch_size)
 
     rows_todo: list[dict[str, Any]] = []
-    # Every run is made from the generator and the first images of real_dir.
-    base_recipe = {"generator": file_sha256(gfile), "images": str(real_dir)}
     common = {"lpips": None, "loss_resolution": 32, "anchor_samples": args.anchor_samples}
     # (embedding, kind, file, seed row): the main encoders, the extra ones, then the further seeds.
     encoder_rows = [(f"encoder_{kind}", kind, Path(path), False)
@@ -374,9 +370,8 @@ def main() -> None:
         module = LSAP_E(generator=source, encoder=Encoder4Editing(**ENCODER_ARCH), encoder_checkpoint=str(file),
                         identity=None, moco=None, **common).eval()
         name = embedding + ("" if trained else "_untrained")
-        recipe = run_recipe({"encoder": file}, **base_recipe, method="lsap_e", **common)
-        seconds = run_inversion(module, runs / name, data(len(samples), args.batch_size), gradients=False,
-                                recipe=recipe, reuse=args.reuse_runs)
+        seconds, recipe = run_inversion(module, runs / name, data(len(samples), args.batch_size), gradients=False,
+                                        reuse=args.reuse_runs)
         lec = encoder_lec(runs / name, gfile, file, directions_dir / f"{LEC_DIRECTION}.pt", args.edit_sigmas,
                           args.lec_batch_size, table.first_images(Path(real_dir), args.lec_images, output / "test_images"))
         rows_todo.append({"embedding": embedding, "method": name, "refinement": "none", "kind": kind,
@@ -394,9 +389,8 @@ def main() -> None:
                              encoder_checkpoint=file, num_steps=args.restyle_steps, identity=None, moco=None,
                              **common).eval()
             name = f"restyle_{label}"
-            recipe = run_recipe({"encoder": file}, **base_recipe, method="restyle", steps=args.restyle_steps, **common)
-            seconds = run_inversion(module, runs / name, data(len(samples), args.batch_size), gradients=False,
-                                    recipe=recipe, reuse=args.reuse_runs)
+            seconds, recipe = run_inversion(module, runs / name, data(len(samples), args.batch_size),
+                                            gradients=False, reuse=args.reuse_runs)
             rows_todo.append({"embedding": name, "method": name, "refinement": "none", "dir": runs / name,
                               "kind": label, "seconds": seconds, "images": len(samples), "encoder": file,
                               "recipe": recipe})
@@ -410,10 +404,8 @@ def main() -> None:
         if skipped(name):
             continue
         module = lsap_o_module(source, space, lam, args.lsap_o_steps, args.seed, args.anchor_samples)
-        recipe = run_recipe({}, **base_recipe, method="lsap_o", space=space, lambda_nscd=lam, steps=args.lsap_o_steps,
-                            seed=args.seed, anchor_samples=args.anchor_samples)
-        seconds = run_inversion(module, runs / name, data(optim_images, args.batch_size), gradients=True,
-                                recipe=recipe, reuse=args.reuse_runs)
+        seconds, recipe = run_inversion(module, runs / name, data(optim_images, args.batch_size), gradients=True,
+                                        reuse=args.reuse_runs)
         rows_todo.append({"embedding": name, "method": name, "refinement": "none", "dir": runs / name,
                           "kind": "e4e" if is_baseline_pivot(name) else "lsap", "seconds": seconds,
                           "images": optim_images, "recipe": recipe})
@@ -425,9 +417,8 @@ def main() -> None:
             name = f"pti_on_{pivot['embedding']}"
             module = PTI(generator=source, pivots_dir=str(pivot["dir"]), num_steps=args.pti_steps, lambda_lpips=0.0,
                          early_stop_lpips=None, progress=False, **common)
-            recipe = run_recipe({}, pivot=pivot["recipe"], refinement="pti", steps=args.pti_steps, **common)
-            seconds = run_inversion(module, runs / name, data(pti_images, 1), gradients=True, recipe=recipe,
-                                    reuse=args.reuse_runs)
+            seconds, _ = run_inversion(module, runs / name, data(pti_images, 1), gradients=True,
+                                       reuse=args.reuse_runs, pivot=pivot["recipe"])
             rows_todo.append({"embedding": pivot["embedding"], "method": name, "refinement": "pti",
                               "dir": runs / name, "seconds": seconds + pivot["seconds"] / pivot["images"] * pti_images,
                               "images": pti_images})
@@ -435,7 +426,6 @@ def main() -> None:
         try:
             from lsap.callbacks.hfgi_writer import HFGIWriter
             from lsap.modules import HFGI
-            from lsap.refine.hfgi import BUILTIN_HFGI
 
             refiners = dict(zip(("e4e", "lsap"), args.hfgi_refiners))
             for pivot in pivots:
@@ -443,10 +433,9 @@ def main() -> None:
                 name = f"hfgi_on_{pivot['embedding']}"
                 module = HFGI(generator=source, pivots_dir=str(pivot["dir"]), refiner_checkpoint=refiners[kind],
                               **common).eval()
-                refiner_file = builtin_asset_path(refiners[kind], BUILTIN_HFGI, "HFGI refiner", "see the README")
-                recipe = run_recipe({"refiner": refiner_file}, pivot=pivot["recipe"], refinement="hfgi", **common)
-                seconds = run_inversion(module, runs / name, data(pivot["images"], args.batch_size), gradients=False,
-                                        recipe=recipe, writer=HFGIWriter, reuse=args.reuse_runs)
+                seconds, _ = run_inversion(module, runs / name, data(pivot["images"], args.batch_size),
+                                           gradients=False, writer=HFGIWriter, reuse=args.reuse_runs,
+                                           pivot=pivot["recipe"])
                 rows_todo.append({"embedding": pivot["embedding"], "method": name, "refinement": "hfgi",
                                   "dir": runs / name, "images": pivot["images"],
                                   "seconds": seconds + pivot["seconds"], "refiner": refiners[kind]})
@@ -456,24 +445,17 @@ def main() -> None:
         try:
             from lsap.callbacks.sam_writer import SAMWriter
             from lsap.modules import SAM
-            from lsap.refine.invertibility import BUILTIN_INVERTIBILITY
             from lsap.refine.segments import SuperpixelSegmenter
 
             sam_images = min(args.sam_images, len(samples))
-            sam_settings = {"num_steps": args.sam_steps, "seed": args.seed, "invertibility": "fashion32",
-                            "blocks": [4, 8], "threshold": 0.225, "loss_resolution": 32,
-                            "anchor_samples": args.anchor_samples}
-            sam_segments = 16
             for pivot in pivots:
                 name = f"sam_on_{pivot['embedding']}"
                 module = SAM(source, pivots_dir=str(pivot["dir"]), lpips=FeatureDistance("fashion_classifier"),
-                             segmenter=SuperpixelSegmenter(num_segments=sam_segments), progress=False, **sam_settings)
-                invertibility = builtin_asset_path(sam_settings["invertibility"], BUILTIN_INVERTIBILITY,
-                                                   "SAM invertibility net", "see the README")
-                recipe = run_recipe({"invertibility": invertibility}, pivot=pivot["recipe"], refinement="sam",
-                                    segments=sam_segments, **sam_settings)
-                seconds = run_inversion(module, runs / name, data(sam_images, args.batch_size), gradients=True,
-                                        recipe=recipe, writer=SAMWriter, reuse=args.reuse_runs)
+                             segmenter=SuperpixelSegmenter(num_segments=16), num_steps=args.sam_steps, seed=args.seed,
+                             progress=False, invertibility="fashion32", blocks=[4, 8], threshold=0.225,
+                             loss_resolution=32, anchor_samples=args.anchor_samples)
+                seconds, _ = run_inversion(module, runs / name, data(sam_images, args.batch_size), gradients=True,
+                                           writer=SAMWriter, reuse=args.reuse_runs, pivot=pivot["recipe"])
                 rows_todo.append({"embedding": pivot["embedding"], "method": name, "refinement": "sam",
                                   "dir": runs / name, "images": sam_images,
                                   "seconds": seconds + pivot["seconds"] / pivot["images"] * sam_images})

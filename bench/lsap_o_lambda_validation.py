@@ -118,9 +118,7 @@ def main() -> None:
     for lam in lambdas:
         run_dir = output / "runs" / f"lambda{lam:g}"
         module = claims.lsap_o_module(source, "w+", lam, args.lsap_o_steps, args.seed, args.anchor_samples)
-        recipe = claims.run_recipe({"generator": gfile}, images=str(real), method="lsap_o", space="w+", lambda_nscd=lam,
-                                   steps=args.lsap_o_steps, seed=args.seed, anchor_samples=args.anchor_samples)
-        seconds = claims.run_inversion(module, run_dir, data, gradients=True, recipe=recipe, reuse=args.reuse_runs)
+        seconds, _ = claims.run_inversion(module, run_dir, data, gradients=True, reuse=args.reuse_runs)
         _, per_image, _ = claims.scored_per_image(run_dir, real, gfile, args.anchor_samples, args.batch_size, labels,
                                                   classifiers)
         entry: dict[str, Any] = {"images": len(per_image), "seconds_per_image": seconds / max(1, len(samples))}

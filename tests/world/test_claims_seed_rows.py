@@ -149,4 +149,4 @@ def test_reuse_runs_keeps_a_folder_only_for_the_same_recipe(tmp_path):
     remade = recorded()
     for name in made:
         assert remade[name][0] != made[name][0]
-    assert json.loads(remade["encoder_e4e"][0])["files"]["encoder"] != json.loads(made["encoder_e4e"][0])["files"]["encoder"]
+    assert json.loads(remade["encoder_e4e"][0])["settings"] != json.loads(made["encoder_e4e"][0])["settings"]
